@@ -1,0 +1,53 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Module graph (dependencies point inward):
+//
+//   tiktok-forwarder (CLI) ─┬─> ForwarderDaemon ─┬─> ForwarderStore ─────> ForwarderCore
+//                           ├─> ForwarderSandbox  └─> ForwarderTransport ─> ForwarderCore
+//                           └─> ...
+//
+// ForwarderCore is pure logic (JSON, transform, hashing, classification, retry policy) and
+// knows nothing of SQLite, curl, sockets or the wall clock.
+let package = Package(
+    name: "tiktok-forwarder",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tiktok-forwarder", targets: ["tiktok-forwarder"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "ForwarderCore", dependencies: ["CCrypto"]),
+        .target(name: "ForwarderStore", dependencies: ["ForwarderCore", "CSQLite"]),
+        .target(name: "ForwarderTransport", dependencies: ["ForwarderCore", "CCurl"]),
+        .target(name: "ForwarderSandbox", dependencies: [
+            "ForwarderCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        .target(name: "ForwarderDaemon", dependencies: [
+            "ForwarderCore", "ForwarderStore", "ForwarderTransport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "tiktok-forwarder", dependencies: [
+            "ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "ForwarderDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport"]),
+    ]
+)

@@ -1,0 +1,254 @@
+import Synchronization
+
+/// The outbox in memory: the twin of `SQLiteOutboxStore` for unit tests of the daemon's
+/// logic. It runs the same conformance suite, so it behaves the same, minus durability.
+public final class InMemoryOutboxStore: OutboxStore {
+    fileprivate struct Row {
+        var id: Int64
+        var eventID: String
+        var payload: String
+        var createdAt: UnixMillis
+        var state: RowState = .pending
+        var attempts = 0
+        var nextAttemptAt: UnixMillis = 0
+        var leaseOwner: String?
+        var leaseExpiresAt: UnixMillis?
+        var firstSentAt: UnixMillis?
+        var httpStatus: Int?
+        var tiktokCode: Int?
+        var error: String?
+        var finishedAt: UnixMillis?
+    }
+
+    fileprivate struct State {
+        var rows: [Int64: Row] = [:]
+        var byEventID: [String: Int64] = [:]
+        var nextID: Int64 = 1
+        var daemons: [String: DaemonStatus] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func enqueue(_ events: [NewEvent], now: UnixMillis) throws -> EnqueueResult {
+        state.withLock { s in
+            var result = EnqueueResult()
+            for event in events {
+                if s.byEventID[event.eventID] != nil { result.duplicates += 1; continue }
+                let id = s.nextID
+                s.nextID += 1
+                s.rows[id] = Row(id: id, eventID: event.eventID, payload: event.payload, createdAt: now)
+                s.byEventID[event.eventID] = id
+                result.inserted += 1
+            }
+            return result
+        }
+    }
+
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
+        state.withLock { s in
+            let due = s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now }
+                .sorted { ($0.nextAttemptAt, $0.id) < ($1.nextAttemptAt, $1.id) }
+                .prefix(limit)
+            return due.map { row in
+                var r = row
+                r.state = .inflight
+                r.attempts += 1
+                r.leaseOwner = owner
+                r.leaseExpiresAt = leaseUntil
+                s.rows[r.id] = r
+                return ClaimedRow(id: r.id, eventID: r.eventID, payload: Array(r.payload.utf8), createdAt: r.createdAt,
+                                  attempts: r.attempts, firstSentAt: r.firstSentAt)
+            }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func settle(_ settlements: [Settlement], owner: String, now: UnixMillis) throws -> Int {
+        state.withLock { s in
+            var changed = 0
+            for settlement in settlements {
+                guard var row = s.rows[settlement.id], row.state == .inflight, row.leaseOwner == owner else { continue }
+                row.leaseOwner = nil
+                row.leaseExpiresAt = nil
+                switch settlement {
+                case .delivered(_, let record):
+                    row.state = .delivered
+                    row.finishedAt = now
+                    row.httpStatus = record.httpStatus
+                    row.tiktokCode = record.tiktokCode
+                    row.error = nil
+                case .retry(_, let at, let record):
+                    row.state = .pending
+                    row.nextAttemptAt = at
+                    row.apply(record, now: now)
+                case .dead(_, let record):
+                    row.state = .dead
+                    row.finishedAt = now
+                    row.apply(record, now: now)
+                    if row.error == nil { row.error = "dead-lettered" }
+                case .skipped(_, let reason):
+                    row.state = .skipped
+                    row.finishedAt = now
+                    row.error = boundedError(reason)
+                }
+                s.rows[row.id] = row
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    public func release(ids: [Int64], owner: String, now: UnixMillis) throws -> Int {
+        state.withLock { s in
+            var changed = 0
+            for id in ids {
+                guard var row = s.rows[id], row.state == .inflight, row.leaseOwner == owner else { continue }
+                row.state = .pending
+                row.attempts = max(row.attempts - 1, 0)
+                row.nextAttemptAt = now
+                row.leaseOwner = nil
+                row.leaseExpiresAt = nil
+                s.rows[id] = row
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
+        state.withLock { s in
+            var changed = 0
+            for (id, var row) in s.rows where row.state == .inflight && (row.leaseExpiresAt ?? .max) <= now {
+                row.state = .pending
+                row.nextAttemptAt = now
+                row.leaseOwner = nil
+                row.leaseExpiresAt = nil
+                s.rows[id] = row
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    public func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int {
+        state.withLock { s in
+            var changed = 0
+            for (id, var row) in s.rows where row.state == .dead && selection.matches(id: row.id, eventID: row.eventID, finishedAt: row.finishedAt ?? 0) {
+                row.state = .pending
+                row.attempts = 0
+                row.nextAttemptAt = now
+                row.finishedAt = nil
+                row.firstSentAt = nil
+                s.rows[id] = row
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    public func purgeFinished(finishedBefore: UnixMillis, limit: Int) throws -> Int {
+        state.withLock { s in
+            let ids = s.rows.values.filter { ($0.state == .delivered || $0.state == .skipped) && ($0.finishedAt ?? .max) < finishedBefore }
+                .map(\.id).sorted().prefix(limit)
+            for id in ids { s.remove(id) }
+            return ids.count
+        }
+    }
+
+    public func purgeDead(_ selection: DeadSelection, limit: Int) throws -> Int {
+        state.withLock { s in
+            let ids = s.rows.values.filter { $0.state == .dead && selection.matches(id: $0.id, eventID: $0.eventID, finishedAt: $0.finishedAt ?? 0) }
+                .map(\.id).sorted().prefix(limit)
+            for id in ids { s.remove(id) }
+            return ids.count
+        }
+    }
+
+    public func stats(now: UnixMillis) throws -> OutboxStats {
+        state.withLock { s in
+            var stats = OutboxStats()
+            for row in s.rows.values {
+                stats.counts[row.state, default: 0] += 1
+                if row.state == .pending || row.state == .inflight {
+                    stats.oldestPendingCreatedAt = min(stats.oldestPendingCreatedAt ?? .max, row.createdAt)
+                }
+                if row.state == .delivered, (row.finishedAt ?? 0) >= now - 60_000 { stats.deliveredLastMinute += 1 }
+            }
+            stats.recentErrors = s.rows.values
+                .filter { ($0.state == .dead || ($0.state == .pending && $0.error != nil)) }
+                .sorted { ($0.finishedAt ?? $0.nextAttemptAt) > ($1.finishedAt ?? $1.nextAttemptAt) }
+                .prefix(5)
+                .map { RecentError(id: $0.id, eventID: $0.eventID, state: $0.state, httpStatus: $0.httpStatus,
+                                   tiktokCode: $0.tiktokCode, error: $0.error ?? "", at: $0.finishedAt) }
+            stats.daemons = s.daemons.values.sorted { $0.startedAt < $1.startedAt }
+            return stats
+        }
+    }
+
+    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+        state.withLock { s in
+            s.rows.values.filter { $0.state == .dead }
+                .sorted { ($0.finishedAt ?? 0, $0.id) > ($1.finishedAt ?? 0, $1.id) }
+                .prefix(limit).map(Self.deadLetter)
+        }
+    }
+
+    public func deadLetter(_ key: String) throws -> DeadLetter? {
+        state.withLock { s in
+            let id = s.byEventID[key] ?? Int64(key)
+            guard let id, let row = s.rows[id], row.state == .dead else { return nil }
+            return Self.deadLetter(row)
+        }
+    }
+
+    private static func deadLetter(_ row: Row) -> DeadLetter {
+        var name: String?
+        if let json = try? JSONParser.parse(row.payload) { name = json["event_name"]?.stringValue }
+        return DeadLetter(id: row.id, eventID: row.eventID, eventName: name, attempts: row.attempts,
+                          httpStatus: row.httpStatus, tiktokCode: row.tiktokCode, error: row.error,
+                          createdAt: row.createdAt, deadSince: row.finishedAt ?? 0, payload: row.payload)
+    }
+
+    public func recordDaemonStatus(_ status: DaemonStatus) throws {
+        state.withLock { s in
+            var merged = status
+            if let existing = s.daemons[status.owner] {
+                merged.pid = existing.pid
+                merged.startedAt = existing.startedAt
+            }
+            s.daemons[status.owner] = merged
+        }
+    }
+
+    public func removeDaemonStatus(owner: String) throws {
+        _ = state.withLock { s in s.daemons.removeValue(forKey: owner) }
+    }
+}
+
+extension InMemoryOutboxStore.Row {
+    fileprivate mutating func apply(_ record: AttemptRecord, now: UnixMillis) {
+        httpStatus = record.httpStatus
+        tiktokCode = record.tiktokCode
+        error = record.error.map { boundedError($0) }
+        if record.mayHaveReachedTikTok, firstSentAt == nil { firstSentAt = now }
+    }
+}
+
+extension InMemoryOutboxStore.State {
+    fileprivate mutating func remove(_ id: Int64) {
+        if let row = rows.removeValue(forKey: id) { byEventID.removeValue(forKey: row.eventID) }
+    }
+}
+
+extension DeadSelection {
+    func matches(id: Int64, eventID: String, finishedAt: UnixMillis) -> Bool {
+        switch self {
+        case .all: return true
+        case .ids(let ids): return ids.contains(id)
+        case .eventIDs(let eventIDs): return eventIDs.contains(eventID)
+        case .deadSince(let time): return finishedAt >= time
+        case .deadBefore(let time): return finishedAt < time
+        }
+    }
+}

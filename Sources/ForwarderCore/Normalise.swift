@@ -1,0 +1,315 @@
+/// The normalisation rules of the spec (§4), as pure functions.
+public enum Normalise {
+    /// False for null, empty or white-space strings, and empty arrays or objects.
+    public static func isPresent(_ value: JSON) -> Bool {
+        switch value {
+        case .null: return false
+        case .string(let s): return !s.isEmpty && !s.trimmingWhitespace().isEmpty
+        case .array(let a): return !a.isEmpty
+        case .object(let o): return !o.keys.isEmpty
+        case .bool, .number: return true
+        }
+    }
+
+    static func presentValue(_ value: JSON) -> JSON? {
+        isPresent(value) ? value : nil
+    }
+
+    /// A scalar as trimmed text: strings trimmed, numbers as written (ids become strings
+    /// with every digit). `nil` for anything empty or not a scalar.
+    public static func text(_ value: JSON) -> String? {
+        switch value {
+        case .string(let s):
+            let t = s.trimmingWhitespace()
+            return t.isEmpty ? nil : t
+        case .number(let literal):
+            return literal
+        default:
+            return nil
+        }
+    }
+
+    /// A JSON number, or a string holding one (`"22.53"`). No symbols, no separators,
+    /// nothing non-finite.
+    public static func number(_ value: JSON) -> Double? {
+        let text: String
+        switch value {
+        case .number(let literal): text = literal
+        case .string(let s): text = s.trimmingWhitespace()
+        default: return nil
+        }
+        guard !text.isEmpty, text.utf8.allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }),
+              let number = Double(text), number.isFinite else { return nil }
+        return number
+    }
+
+    /// A whole number, from a number or a string (`2`, `2.0`, `"2"`).
+    public static func integer(_ value: JSON) -> Int64? {
+        guard let number = number(value), number.rounded() == number, abs(number) < 9e15 else { return nil }
+        return Int64(number)
+    }
+
+    /// `true`/`false`, `"true"`/`"false"`, `1`/`0`.
+    public static func bool(_ value: JSON) -> Bool? {
+        switch value {
+        case .bool(let b): return b
+        case .number(let literal): return literal == "1" ? true : literal == "0" ? false : nil
+        case .string(let s):
+            switch s.trimmingWhitespace().lowercased() {
+            case "true", "1": return true
+            case "false", "0": return false
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    /// Trimmed (by the caller) and lowercased; `nil` for something that is not an address.
+    public static func email(_ text: String) -> String? {
+        guard text.contains("@") else { return nil }
+        return text.lowercased()
+    }
+
+    /// E.164: `+`, country code, digits only, 8 to 15 digits.
+    ///
+    /// Spaces, dots, dashes and brackets are removed; a `00` prefix becomes `+`; a number
+    /// with neither gets `defaultCountryCode` after its national leading `0` is dropped.
+    /// Returns `nil` when the result cannot be E.164 (the caller drops the phone).
+    public static func phone(_ text: String, defaultCountryCode: String?) -> String? {
+        var digits: [UInt8] = []
+        digits.reserveCapacity(16)
+        var international = false
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                digits.append(byte)
+            case UInt8(ascii: "+"):
+                // Only a leading plus (possibly inside an opening bracket) is allowed.
+                guard digits.isEmpty, !international else { return nil }
+                international = true
+            case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "("), UInt8(ascii: ")"),
+                 UInt8(ascii: "/"), 0x09:
+                continue
+            default:
+                return nil
+            }
+        }
+        if !international {
+            if digits.starts(with: [0x30, 0x30]) {
+                digits.removeFirst(2)
+            } else if let country = defaultCountryCode, !country.isEmpty, country.utf8.allSatisfy(isDigit) {
+                if digits.first == UInt8(ascii: "0") { digits.removeFirst() }
+                digits.insert(contentsOf: country.utf8, at: 0)
+            } else {
+                return nil
+            }
+        }
+        guard (8...15).contains(digits.count), digits.first != UInt8(ascii: "0") else { return nil }
+        return "+" + String(decoding: digits, as: UTF8.self)
+    }
+
+    /// A syntactic check for an IPv4 dotted quad or an IPv6 address.
+    public static func isIPAddress(_ text: String) -> Bool {
+        if text.contains(":") {
+            return text.utf8.count <= 45 && text.utf8.allSatisfy { isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }
+                && text.filter({ $0 == ":" }).count >= 2
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            (1...3).contains(part.count) && part.utf8.allSatisfy(isDigit) && Int(part)! <= 255
+        }
+    }
+
+    @inline(__always)
+    static func isDigit(_ byte: UInt8) -> Bool { byte &- UInt8(ascii: "0") < 10 }
+
+    @inline(__always)
+    static func isHexDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)
+    }
+}
+
+/// Event times in any of the forms the spec allows, as integer Unix seconds.
+public enum EventTime {
+    /// Epoch milliseconds or seconds (a number or a string of digits; values of 10^11 and
+    /// more are milliseconds), or an ISO 8601 date-time with a UTC offset. `nil` otherwise.
+    public static func seconds(from value: JSON) -> Int64? {
+        switch value {
+        case .number(let literal):
+            return fromEpoch(literal)
+        case .string(let s):
+            let text = s.trimmingWhitespace()
+            if let epoch = fromEpoch(text) { return epoch }
+            return fromISO8601(text)
+        default:
+            return nil
+        }
+    }
+
+    private static func fromEpoch(_ text: String) -> Int64? {
+        guard let first = text.utf8.first, Normalise.isDigit(first),
+              text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") }),
+              let number = Double(text), number.isFinite, number > 0 else { return nil }
+        return number >= 1e11 ? Int64(number / 1000) : Int64(number)
+    }
+
+    /// `YYYY-MM-DDTHH:MM[:SS[.fff]](Z|±HH[:]MM|±HH)`; a space may stand for the `T`.
+    public static func fromISO8601(_ text: String) -> Int64? {
+        let b = Array(text.utf8)
+        var i = 0
+        func digits(_ n: Int) -> Int? {
+            guard i + n <= b.count else { return nil }
+            var v = 0
+            for k in 0..<n {
+                guard Normalise.isDigit(b[i + k]) else { return nil }
+                v = v * 10 + Int(b[i + k] - UInt8(ascii: "0"))
+            }
+            i += n
+            return v
+        }
+        func expect(_ c: Character) -> Bool {
+            guard i < b.count, b[i] == c.asciiValue! else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect("-"), let month = digits(2), expect("-"), let day = digits(2),
+              i < b.count, b[i] == UInt8(ascii: "T") || b[i] == UInt8(ascii: "t") || b[i] == UInt8(ascii: " ") else { return nil }
+        i += 1
+        guard let hour = digits(2), expect(":"), let minute = digits(2) else { return nil }
+        var second = 0
+        if expect(":") {
+            guard let s = digits(2) else { return nil }
+            second = s
+            if expect(".") || expect(",") {
+                let start = i
+                while i < b.count, Normalise.isDigit(b[i]) { i += 1 }
+                guard i > start else { return nil }
+            }
+        }
+        var offset = 0
+        guard i < b.count else { return nil }  // an offset is required: local time is ambiguous
+        if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
+            i += 1
+        } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            let sign = b[i] == UInt8(ascii: "-") ? -1 : 1
+            i += 1
+            guard let oh = digits(2) else { return nil }
+            var om = 0
+            if i < b.count {
+                _ = expect(":")
+                guard let m = digits(2) else { return nil }
+                om = m
+            }
+            guard oh <= 23, om <= 59 else { return nil }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count, (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
+              hour <= 23, minute <= 59, second <= 60 else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        return Int64(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    }
+
+    private static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+}
+
+/// Cookies from a raw `Cookie` header string or a `cookies` object.
+enum Cookies {
+    private static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
+    private static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
+
+    static func value(named name: String, in source: JSON) -> String? {
+        for path in objectPaths {
+            if let value = source.value(at: path)?[name].flatMap(Normalise.text) { return PercentDecoding.decode(value) }
+        }
+        for path in headerPaths {
+            guard case .string(let header)? = source.value(at: path) else { continue }
+            for pair in header.split(separator: ";") {
+                guard let eq = pair.firstIndex(of: "=") else { continue }
+                if pair[..<eq].trimmingWhitespace() == name {
+                    let value = PercentDecoding.decode(pair[pair.index(after: eq)...].trimmingWhitespace())
+                    if !value.isEmpty { return value }
+                }
+            }
+        }
+        return nil
+    }
+}
+
+/// Query parameters of a URL.
+enum URLQuery {
+    static func value(named name: String, in url: String) -> String? {
+        guard let q = url.firstIndex(of: "?") else { return nil }
+        let query = url[url.index(after: q)...].prefix { $0 != "#" }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts[0] == name, parts.count == 2 {
+                let value = PercentDecoding.decode(String(parts[1])).trimmingWhitespace()
+                if !value.isEmpty { return value }
+            }
+        }
+        return nil
+    }
+}
+
+enum PercentDecoding {
+    /// Decodes `%XX` sequences; malformed ones are kept as written.
+    static func decode(_ text: String) -> String {
+        guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
+        let b = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "%"), i + 2 < b.count, let hi = hexValue(b[i + 1]), let lo = hexValue(b[i + 2]) {
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+/// TikTok's list of supported ISO 4217 currency codes.
+public enum Currency {
+    public static let supported: Set<String> = [
+        "AED", "ARS", "AUD", "BDT", "BHD", "BIF", "BOB", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CRC", "CZK",
+        "DKK", "DZD", "EGP", "EUR", "GBP", "GTQ", "HKD", "HNL", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KES",
+        "KHR", "KRW", "KWD", "KZT", "MAD", "MOP", "MXN", "MYR", "NGN", "NIO", "NOK", "NZD", "OMR", "PEN", "PHP",
+        "PKR", "PLN", "PYG", "QAR", "RON", "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VES",
+        "VND", "ZAR",
+    ]
+
+    public static func isSupported(_ code: String) -> Bool { supported.contains(code) }
+}

@@ -1,0 +1,224 @@
+/// Unix time in milliseconds: the unit of every time the store keeps.
+public typealias UnixMillis = Int64
+
+/// The outbox: the one seam between the daemon and its database.
+///
+/// Every operation takes the current time as a parameter; none reads a clock. Every state
+/// change out of `inflight` is fenced by the lease owner, so a daemon whose lease expired
+/// (and whose rows another daemon reclaimed) cannot overwrite the newer outcome.
+/// Implementations: `SQLiteOutboxStore` (production) and ``InMemoryOutboxStore`` (unit
+/// tests); one conformance suite runs against both.
+public protocol OutboxStore: AnyObject, Sendable {
+    /// Inserts events as a producer would; an `event_id` already present is left alone.
+    func enqueue(_ events: [NewEvent], now: UnixMillis) throws -> EnqueueResult
+
+    /// Claims up to `limit` due pending rows, oldest due first: they become `inflight`
+    /// under `owner` until `leaseUntil`, and each claim counts as an attempt.
+    func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow]
+
+    /// Applies outcomes to rows `owner` holds, in one transaction. Returns how many rows
+    /// changed; rows no longer held by `owner` are left as they are.
+    @discardableResult
+    func settle(_ settlements: [Settlement], owner: String, now: UnixMillis) throws -> Int
+
+    /// Returns claimed rows to `pending` without consuming their attempt (shutdown).
+    @discardableResult
+    func release(ids: [Int64], owner: String, now: UnixMillis) throws -> Int
+
+    /// Returns rows whose lease expired (a crashed daemon's) to `pending`. Their attempt
+    /// stays counted, so a row that crashes the daemon every time still runs out of attempts.
+    @discardableResult
+    func reclaimExpiredLeases(now: UnixMillis) throws -> Int
+
+    /// Sends dead rows again: back to `pending` with their attempts reset.
+    @discardableResult
+    func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int
+
+    /// Deletes up to `limit` delivered or skipped rows finished before `finishedBefore`.
+    @discardableResult
+    func purgeFinished(finishedBefore: UnixMillis, limit: Int) throws -> Int
+
+    /// Deletes up to `limit` dead rows.
+    @discardableResult
+    func purgeDead(_ selection: DeadSelection, limit: Int) throws -> Int
+
+    func stats(now: UnixMillis) throws -> OutboxStats
+
+    /// Dead rows, most recent first.
+    func deadLetters(limit: Int) throws -> [DeadLetter]
+
+    /// One dead row, by row id or event_id.
+    func deadLetter(_ key: String) throws -> DeadLetter?
+
+    /// Records (or clears) a running daemon's status, for `status` in other processes.
+    func recordDaemonStatus(_ status: DaemonStatus) throws
+    func removeDaemonStatus(owner: String) throws
+}
+
+public struct NewEvent: Sendable, Equatable {
+    public var eventID: String
+    public var payload: String
+    public init(eventID: String, payload: String) {
+        self.eventID = eventID
+        self.payload = payload
+    }
+}
+
+public struct EnqueueResult: Sendable, Equatable {
+    public var inserted = 0
+    public var duplicates = 0
+    public init(inserted: Int = 0, duplicates: Int = 0) {
+        self.inserted = inserted
+        self.duplicates = duplicates
+    }
+}
+
+public struct ClaimedRow: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: String
+    public var payload: [UInt8]
+    public var createdAt: UnixMillis
+    /// Attempts including this claim.
+    public var attempts: Int
+    /// When an earlier attempt first may have reached TikTok, if one did.
+    public var firstSentAt: UnixMillis?
+
+    public init(id: Int64, eventID: String, payload: [UInt8], createdAt: UnixMillis, attempts: Int, firstSentAt: UnixMillis?) {
+        self.id = id
+        self.eventID = eventID
+        self.payload = payload
+        self.createdAt = createdAt
+        self.attempts = attempts
+        self.firstSentAt = firstSentAt
+    }
+}
+
+/// What an attempt left behind, recorded on the row.
+public struct AttemptRecord: Sendable, Equatable {
+    public var httpStatus: Int?
+    public var tiktokCode: Int?
+    /// Bounded to 1,000 characters by the store; must carry no token and no clear-text PII.
+    public var error: String?
+    /// The request may have reached TikTok: starts the row's 48-hour dedup window.
+    public var mayHaveReachedTikTok: Bool
+
+    public init(httpStatus: Int? = nil, tiktokCode: Int? = nil, error: String? = nil, mayHaveReachedTikTok: Bool = false) {
+        self.httpStatus = httpStatus
+        self.tiktokCode = tiktokCode
+        self.error = error
+        self.mayHaveReachedTikTok = mayHaveReachedTikTok
+    }
+}
+
+/// The outcome applied to one claimed row.
+public enum Settlement: Sendable, Equatable {
+    case delivered(id: Int64, AttemptRecord)
+    case retry(id: Int64, at: UnixMillis, AttemptRecord)
+    case dead(id: Int64, AttemptRecord)
+    case skipped(id: Int64, reason: String)
+
+    public var id: Int64 {
+        switch self {
+        case .delivered(let id, _), .retry(let id, _, _), .dead(let id, _), .skipped(let id, _): return id
+        }
+    }
+}
+
+/// Which dead rows an operator means.
+public enum DeadSelection: Sendable, Equatable {
+    case all
+    case ids([Int64])
+    case eventIDs([String])
+    /// Dead since this time (finished at or after it).
+    case deadSince(UnixMillis)
+    /// Dead before this time.
+    case deadBefore(UnixMillis)
+}
+
+public enum RowState: String, Sendable, CaseIterable {
+    case pending, inflight, delivered, skipped, dead
+}
+
+public struct OutboxStats: Sendable, Equatable {
+    public var counts: [RowState: Int] = [:]
+    /// Created time of the oldest row not yet final (pending or inflight).
+    public var oldestPendingCreatedAt: UnixMillis?
+    /// Rows delivered in the minute before `now`.
+    public var deliveredLastMinute = 0
+    public var recentErrors: [RecentError] = []
+    public var daemons: [DaemonStatus] = []
+
+    public init() {}
+
+    public func count(_ state: RowState) -> Int { counts[state] ?? 0 }
+}
+
+public struct RecentError: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: String
+    public var state: RowState
+    public var httpStatus: Int?
+    public var tiktokCode: Int?
+    public var error: String
+    public var at: UnixMillis?
+    public init(id: Int64, eventID: String, state: RowState, httpStatus: Int?, tiktokCode: Int?, error: String, at: UnixMillis?) {
+        self.id = id
+        self.eventID = eventID
+        self.state = state
+        self.httpStatus = httpStatus
+        self.tiktokCode = tiktokCode
+        self.error = error
+        self.at = at
+    }
+}
+
+public struct DeadLetter: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: String
+    public var eventName: String?
+    public var attempts: Int
+    public var httpStatus: Int?
+    public var tiktokCode: Int?
+    public var error: String?
+    public var createdAt: UnixMillis
+    public var deadSince: UnixMillis
+    public var payload: String
+
+    public init(id: Int64, eventID: String, eventName: String?, attempts: Int, httpStatus: Int?, tiktokCode: Int?,
+                error: String?, createdAt: UnixMillis, deadSince: UnixMillis, payload: String) {
+        self.id = id
+        self.eventID = eventID
+        self.eventName = eventName
+        self.attempts = attempts
+        self.httpStatus = httpStatus
+        self.tiktokCode = tiktokCode
+        self.error = error
+        self.createdAt = createdAt
+        self.deadSince = deadSince
+        self.payload = payload
+    }
+}
+
+public struct DaemonStatus: Sendable, Equatable {
+    public var owner: String
+    public var pid: Int
+    public var startedAt: UnixMillis
+    public var heartbeatAt: UnixMillis
+    /// Why delivery is paused (a configuration error), or `nil` while it runs.
+    public var pausedReason: String?
+    public var inFlightLimit: Int?
+
+    public init(owner: String, pid: Int, startedAt: UnixMillis, heartbeatAt: UnixMillis, pausedReason: String? = nil, inFlightLimit: Int? = nil) {
+        self.owner = owner
+        self.pid = pid
+        self.startedAt = startedAt
+        self.heartbeatAt = heartbeatAt
+        self.pausedReason = pausedReason
+        self.inFlightLimit = inFlightLimit
+    }
+}
+
+/// Keeps stored error text bounded (the schema allows 1,000 characters).
+public func boundedError(_ text: String, limit: Int = 1000) -> String {
+    text.count <= limit ? text : String(text.prefix(limit - 1)) + "…"
+}

@@ -1,0 +1,200 @@
+import CSQLite
+
+/// A SQLite result code turned into an error. It carries the statement's SQL, never the
+/// values bound to it (they may be payloads with personal data).
+public struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var sql: String?
+
+    public var description: String {
+        var text = "SQLite error \(code) (\(String(cString: sqlite3_errstr(code)))): \(message)"
+        if let sql { text += " — in: \(sql.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace() }.joined(separator: " "))" }
+        return text
+    }
+
+    /// The database was locked for longer than the busy timeout.
+    public var isBusy: Bool { code & 0xFF == SQLITE_BUSY || code & 0xFF == SQLITE_LOCKED }
+}
+
+/// One SQLite connection, owned by this object and closed in `deinit`.
+///
+/// Not thread-safe: the owner serialises access. Opened for sharing the file with other
+/// processes: WAL, a busy timeout, and write transactions begun `IMMEDIATE` so that a
+/// writer waits for the lock up front instead of failing half-way.
+public final class SQLiteConnection {
+    let handle: OpaquePointer
+    private var cache: [String: SQLiteStatement] = [:]
+
+    /// Opens (creating if needed) the database at `path`.
+    /// - Parameter busyTimeoutMillis: how long a statement waits for another process's lock.
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000, readOnly: Bool = false) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(db)
+            throw SQLiteError(code: rc, message: "cannot open database '\(path)': \(message)")
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, busyTimeoutMillis)
+        if !readOnly {
+            // WAL lets producers write while the daemon reads; NORMAL sync is durable against
+            // process crashes, and a power loss can at worst forget a recent settle, which
+            // makes the daemon resend (never lose) those events.
+            try execute("PRAGMA journal_mode = WAL")
+            try execute("PRAGMA synchronous = NORMAL")
+        }
+    }
+
+    deinit {
+        cache.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements that bind nothing and return nothing of interest.
+    public func execute(_ sql: String) throws(SQLiteError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if rc != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? lastMessage
+            sqlite3_free(errorMessage)
+            throw SQLiteError(code: rc, message: message, sql: sql)
+        }
+    }
+
+    /// A prepared statement for `sql`, cached on this connection and reset for reuse.
+    public func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        if let cached = cache[sql] {
+            cached.reset()
+            return cached
+        }
+        let statement = try SQLiteStatement(connection: self, sql: sql)
+        cache[sql] = statement
+        return statement
+    }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns, rolled back
+    /// if it throws. Keep it short: other writers wait while it runs.
+    public func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Runs `body` in a read transaction: one consistent snapshot for several queries.
+    public func readTransaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN DEFERRED")
+        defer { try? execute("COMMIT") }
+        return try body()
+    }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
+
+    public var userVersion: Int {
+        get throws(SQLiteError) {
+            let s = try statement("PRAGMA user_version")
+            guard try s.step() else { return 0 }
+            return Int(s.int64(0))
+        }
+    }
+}
+
+/// A prepared statement, finalized in `deinit`. Binding indexes start at 1, columns at 0.
+public final class SQLiteStatement {
+    private let handle: OpaquePointer
+    private unowned let connection: SQLiteConnection
+    let sql: String
+
+    init(connection: SQLiteConnection, sql: String) throws(SQLiteError) {
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v3(connection.handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard rc == SQLITE_OK, let statement else {
+            throw SQLiteError(code: rc, message: connection.lastMessage, sql: sql)
+        }
+        self.handle = statement
+        self.connection = connection
+        self.sql = sql
+    }
+
+    deinit {
+        sqlite3_finalize(handle)
+    }
+
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: Int64?) throws(SQLiteError) -> SQLiteStatement {
+        let rc = value.map { sqlite3_bind_int64(handle, index, $0) } ?? sqlite3_bind_null(handle, index)
+        try check(rc)
+        return self
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: Int?) throws(SQLiteError) -> SQLiteStatement {
+        try bind(index, value.map(Int64.init))
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: String?) throws(SQLiteError) -> SQLiteStatement {
+        let rc = value.map { sqlite3_bind_text(handle, index, $0, -1, csqlite_transient()) } ?? sqlite3_bind_null(handle, index)
+        try check(rc)
+        return self
+    }
+
+    /// Steps once: `true` when a row is available, `false` when done.
+    public func step() throws(SQLiteError) -> Bool {
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        case let rc:
+            let error = SQLiteError(code: rc, message: connection.lastMessage, sql: sql)
+            sqlite3_reset(handle)
+            throw error
+        }
+    }
+
+    /// Steps to completion, for statements that return no rows.
+    public func run() throws(SQLiteError) {
+        while try step() {}
+    }
+
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
+    public func int(_ column: Int32) -> Int { Int(int64(column)) }
+    public func optionalInt(_ column: Int32) -> Int? { optionalInt64(column).map(Int.init) }
+
+    public func string(_ column: Int32) -> String {
+        guard let text = sqlite3_column_text(handle, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
+    }
+
+    public func optionalString(_ column: Int32) -> String? { isNull(column) ? nil : string(column) }
+
+    /// The column's bytes (text or blob) without going through `String`.
+    public func bytes(_ column: Int32) -> [UInt8] {
+        guard let pointer = sqlite3_column_blob(handle, column) else { return [] }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    private func check(_ rc: Int32) throws(SQLiteError) {
+        guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: connection.lastMessage, sql: sql) }
+    }
+}

@@ -1,0 +1,378 @@
+import ForwarderCore
+import Foundation
+
+/// The outbox in a SQLite file shared with the producers.
+///
+/// One connection, serialised by a lock; each operation is one short transaction and none
+/// spans network I/O. Give each delivery worker its own store for parallel claims.
+public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
+    private let connection: SQLiteConnection
+    private let lock = NSLock()
+    public let path: String
+
+    /// Opens the database at `path` and migrates it to the latest schema.
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000, migrate: Bool = true) throws {
+        self.path = path
+        connection = try SQLiteConnection(path: path, busyTimeoutMillis: busyTimeoutMillis)
+        if migrate {
+            try Migrator.migrate(connection)
+        } else {
+            let version = try connection.userVersion
+            if version > Migrator.latestVersion {
+                throw MigrationError.newerSchema(database: version, binary: Migrator.latestVersion)
+            }
+        }
+    }
+
+    private func locked<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(connection)
+    }
+
+    // MARK: - Producers
+
+    public func enqueue(_ events: [NewEvent], now: UnixMillis) throws -> EnqueueResult {
+        try locked { db in
+            try db.writeTransaction {
+                let insert = try db.statement("""
+                    INSERT INTO outbox (event_id, payload, created_at) VALUES (?1, ?2, ?3)
+                    ON CONFLICT (event_id) DO NOTHING
+                    """)
+                var result = EnqueueResult()
+                for event in events {
+                    insert.reset()
+                    try insert.bind(1, event.eventID).bind(2, event.payload).bind(3, now)
+                    try insert.run()
+                    if db.changes == 1 { result.inserted += 1 } else { result.duplicates += 1 }
+                }
+                return result
+            }
+        }
+    }
+
+    // MARK: - The delivery cycle
+
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
+        try locked { db in
+            try db.writeTransaction {
+                let claim = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'inflight', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2
+                    WHERE id IN (SELECT id FROM outbox
+                                 WHERE state = 'pending' AND next_attempt_at <= ?3
+                                 ORDER BY next_attempt_at, id
+                                 LIMIT ?4)
+                    RETURNING id, event_id, payload, created_at, attempts, first_sent_at
+                    """)
+                try claim.bind(1, owner).bind(2, leaseUntil).bind(3, now).bind(4, limit)
+                var rows: [ClaimedRow] = []
+                rows.reserveCapacity(limit)
+                while try claim.step() {
+                    rows.append(ClaimedRow(id: claim.int64(0), eventID: claim.string(1), payload: claim.bytes(2),
+                                           createdAt: claim.int64(3), attempts: claim.int(4),
+                                           firstSentAt: claim.optionalInt64(5)))
+                }
+                rows.sort { $0.id < $1.id }
+                return rows
+            }
+        }
+    }
+
+    public func settle(_ settlements: [Settlement], owner: String, now: UnixMillis) throws -> Int {
+        guard !settlements.isEmpty else { return 0 }
+        return try locked { db in
+            try db.writeTransaction {
+                var changed = 0
+                // Deliveries of a whole batch are one statement over a JSON array of ids; they
+                // share one attempt record (the batch's response), taken from the first.
+                let deliveredIDs = settlements.compactMap { s -> Int64? in
+                    if case .delivered(let id, _) = s { return id } else { return nil }
+                }
+                if !deliveredIDs.isEmpty {
+                    let delivered = try db.statement("""
+                        UPDATE outbox
+                        SET state = 'delivered', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                            last_http_status = ?3, last_tiktok_code = ?4, last_error = NULL
+                        WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_owner = ?5
+                        """)
+                    let first = settlements.first { if case .delivered = $0 { return true } else { return false } }
+                    var record = AttemptRecord()
+                    if case .delivered(_, let r)? = first { record = r }
+                    try delivered.bind(1, jsonArray(deliveredIDs)).bind(2, now)
+                        .bind(3, record.httpStatus).bind(4, record.tiktokCode).bind(5, owner)
+                    try delivered.run()
+                    changed += db.changes
+                }
+                for settlement in settlements {
+                    switch settlement {
+                    case .delivered:
+                        continue
+                    case .retry(let id, let at, let record):
+                        let retry = try db.statement("""
+                            UPDATE outbox
+                            SET state = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                                last_http_status = ?3, last_tiktok_code = ?4, last_error = ?5,
+                                first_sent_at = CASE WHEN ?6 THEN coalesce(first_sent_at, ?7) ELSE first_sent_at END
+                            WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?8
+                            """)
+                        try retry.bind(1, id).bind(2, at).bind(3, record.httpStatus).bind(4, record.tiktokCode)
+                            .bind(5, record.error.map { boundedError($0) }).bind(6, record.mayHaveReachedTikTok ? 1 : 0)
+                            .bind(7, now).bind(8, owner)
+                        try retry.run()
+                    case .dead(let id, let record):
+                        let dead = try db.statement("""
+                            UPDATE outbox
+                            SET state = 'dead', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                                last_http_status = ?3, last_tiktok_code = ?4, last_error = ?5,
+                                first_sent_at = CASE WHEN ?6 THEN coalesce(first_sent_at, ?2) ELSE first_sent_at END
+                            WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?7
+                            """)
+                        try dead.bind(1, id).bind(2, now).bind(3, record.httpStatus).bind(4, record.tiktokCode)
+                            .bind(5, boundedError(record.error ?? "dead-lettered"))
+                            .bind(6, record.mayHaveReachedTikTok ? 1 : 0).bind(7, owner)
+                        try dead.run()
+                    case .skipped(let id, let reason):
+                        let skipped = try db.statement("""
+                            UPDATE outbox
+                            SET state = 'skipped', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                                last_error = ?3
+                            WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?4
+                            """)
+                        try skipped.bind(1, id).bind(2, now).bind(3, boundedError(reason)).bind(4, owner)
+                        try skipped.run()
+                    }
+                    changed += db.changes
+                }
+                return changed
+            }
+        }
+    }
+
+    public func release(ids: [Int64], owner: String, now: UnixMillis) throws -> Int {
+        guard !ids.isEmpty else { return 0 }
+        return try locked { db in
+            try db.writeTransaction {
+                let release = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'pending', attempts = max(attempts - 1, 0), next_attempt_at = ?2,
+                        lease_owner = NULL, lease_expires_at = NULL
+                    WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_owner = ?3
+                    """)
+                try release.bind(1, jsonArray(ids)).bind(2, now).bind(3, owner)
+                try release.run()
+                return db.changes
+            }
+        }
+    }
+
+    public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
+        try locked { db in
+            try db.writeTransaction {
+                let reclaim = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL
+                    WHERE state = 'inflight' AND lease_expires_at <= ?1
+                    """)
+                try reclaim.bind(1, now)
+                try reclaim.run()
+                return db.changes
+            }
+        }
+    }
+
+    // MARK: - Operators
+
+    public func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int {
+        try locked { db in
+            try db.writeTransaction {
+                let (condition, bind) = deadCondition(selection)
+                let redrive = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'pending', attempts = 0, next_attempt_at = ?1, finished_at = NULL, first_sent_at = NULL
+                    WHERE state = 'dead' AND \(condition)
+                    """)
+                try redrive.bind(1, now)
+                try bind(redrive)
+                try redrive.run()
+                return db.changes
+            }
+        }
+    }
+
+    public func purgeFinished(finishedBefore: UnixMillis, limit: Int) throws -> Int {
+        try locked { db in
+            try db.writeTransaction {
+                let purge = try db.statement("""
+                    DELETE FROM outbox
+                    WHERE id IN (SELECT id FROM outbox
+                                 WHERE state IN ('delivered', 'skipped') AND finished_at < ?1
+                                 LIMIT ?2)
+                    """)
+                try purge.bind(1, finishedBefore).bind(2, limit)
+                try purge.run()
+                return db.changes
+            }
+        }
+    }
+
+    public func purgeDead(_ selection: DeadSelection, limit: Int) throws -> Int {
+        try locked { db in
+            try db.writeTransaction {
+                let (condition, bind) = deadCondition(selection)
+                let purge = try db.statement("""
+                    DELETE FROM outbox
+                    WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' AND \(condition) LIMIT ?1)
+                    """)
+                try purge.bind(1, limit)
+                try bind(purge)
+                try purge.run()
+                return db.changes
+            }
+        }
+    }
+
+    /// The SQL condition for a selection of dead rows; its parameter is `?9`.
+    private func deadCondition(_ selection: DeadSelection) -> (String, (SQLiteStatement) throws -> Void) {
+        switch selection {
+        case .all:
+            return ("1", { _ in })
+        case .ids(let ids):
+            return ("id IN (SELECT value FROM json_each(?9))", { try $0.bind(9, jsonArray(ids)) })
+        case .eventIDs(let eventIDs):
+            return ("event_id IN (SELECT value FROM json_each(?9))", { try $0.bind(9, jsonStringArray(eventIDs)) })
+        case .deadSince(let time):
+            return ("finished_at >= ?9", { try $0.bind(9, time) })
+        case .deadBefore(let time):
+            return ("finished_at < ?9", { try $0.bind(9, time) })
+        }
+    }
+
+    public func stats(now: UnixMillis) throws -> OutboxStats {
+        try locked { db in
+            try db.readTransaction {
+                var stats = OutboxStats()
+                let counts = try db.statement("SELECT state, count(*) FROM outbox GROUP BY state")
+                while try counts.step() {
+                    if let state = RowState(rawValue: counts.string(0)) { stats.counts[state] = counts.int(1) }
+                }
+                let oldest = try db.statement("""
+                    SELECT min(created_at) FROM outbox WHERE state IN ('pending', 'inflight')
+                    """)
+                if try oldest.step() { stats.oldestPendingCreatedAt = oldest.optionalInt64(0) }
+                // The IN term repeats the partial index's condition so that SQLite uses the index.
+                let rate = try db.statement("""
+                    SELECT count(*) FROM outbox
+                    WHERE state IN ('delivered', 'skipped') AND finished_at >= ?1 AND state = 'delivered'
+                    """)
+                try rate.bind(1, now - 60_000)
+                if try rate.step() { stats.deliveredLastMinute = rate.int(0) }
+                // Recent errors: the latest dead rows, and pending rows waiting on a retry.
+                let errors = try db.statement("""
+                    SELECT id, event_id, state, last_http_status, last_tiktok_code, last_error, finished_at
+                    FROM (SELECT * FROM (SELECT * FROM outbox WHERE state = 'dead' ORDER BY finished_at DESC LIMIT 5)
+                          UNION ALL
+                          SELECT * FROM (SELECT * FROM outbox WHERE state = 'pending' AND last_error IS NOT NULL
+                                         ORDER BY next_attempt_at DESC LIMIT 5))
+                    ORDER BY coalesce(finished_at, next_attempt_at) DESC
+                    LIMIT 5
+                    """)
+                while try errors.step() {
+                    stats.recentErrors.append(RecentError(
+                        id: errors.int64(0), eventID: errors.string(1),
+                        state: RowState(rawValue: errors.string(2)) ?? .dead,
+                        httpStatus: errors.optionalInt(3), tiktokCode: errors.optionalInt(4),
+                        error: errors.optionalString(5) ?? "", at: errors.optionalInt64(6)))
+                }
+                let daemons = try db.statement("""
+                    SELECT owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit
+                    FROM daemon_status ORDER BY started_at
+                    """)
+                while try daemons.step() {
+                    stats.daemons.append(DaemonStatus(
+                        owner: daemons.string(0), pid: daemons.int(1), startedAt: daemons.int64(2),
+                        heartbeatAt: daemons.int64(3), pausedReason: daemons.optionalString(4),
+                        inFlightLimit: daemons.optionalInt(5)))
+                }
+                return stats
+            }
+        }
+    }
+
+    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+        try locked { db in
+            let list = try db.statement("""
+                SELECT id, event_id, CASE WHEN json_valid(payload) THEN json_extract(payload, '$.event_name') END,
+                       attempts, last_http_status, last_tiktok_code, last_error, created_at, finished_at, payload
+                FROM outbox WHERE state = 'dead'
+                ORDER BY finished_at DESC, id DESC
+                LIMIT ?1
+                """)
+            try list.bind(1, limit)
+            var letters: [DeadLetter] = []
+            while try list.step() { letters.append(deadLetter(from: list)) }
+            return letters
+        }
+    }
+
+    public func deadLetter(_ key: String) throws -> DeadLetter? {
+        try locked { db in
+            let one = try db.statement("""
+                SELECT id, event_id, CASE WHEN json_valid(payload) THEN json_extract(payload, '$.event_name') END,
+                       attempts, last_http_status, last_tiktok_code, last_error, created_at, finished_at, payload
+                FROM outbox WHERE state = 'dead' AND (event_id = ?1 OR id = CAST(?1 AS INTEGER))
+                ORDER BY event_id = ?1 DESC
+                LIMIT 1
+                """)
+            try one.bind(1, key)
+            return try one.step() ? deadLetter(from: one) : nil
+        }
+    }
+
+    private func deadLetter(from row: SQLiteStatement) -> DeadLetter {
+        DeadLetter(id: row.int64(0), eventID: row.string(1), eventName: row.optionalString(2), attempts: row.int(3),
+                   httpStatus: row.optionalInt(4), tiktokCode: row.optionalInt(5), error: row.optionalString(6),
+                   createdAt: row.int64(7), deadSince: row.int64(8), payload: row.string(9))
+    }
+
+    public func recordDaemonStatus(_ status: DaemonStatus) throws {
+        try locked { db in
+            let upsert = try db.statement("""
+                INSERT INTO daemon_status (owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+                    paused_reason = excluded.paused_reason, in_flight_limit = excluded.in_flight_limit
+                """)
+            try upsert.bind(1, status.owner).bind(2, status.pid).bind(3, status.startedAt).bind(4, status.heartbeatAt)
+                .bind(5, status.pausedReason).bind(6, status.inFlightLimit)
+            try upsert.run()
+        }
+    }
+
+    public func removeDaemonStatus(owner: String) throws {
+        try locked { db in
+            let delete = try db.statement("DELETE FROM daemon_status WHERE owner = ?1")
+            try delete.bind(1, owner)
+            try delete.run()
+        }
+    }
+
+    /// Counts pending rows due by `now` (cheap: served by the claim index).
+    public func dueCount(now: UnixMillis) throws -> Int {
+        try locked { db in
+            let due = try db.statement("SELECT count(*) FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1")
+            try due.bind(1, now)
+            return try due.step() ? due.int(0) : 0
+        }
+    }
+}
+
+private func jsonArray(_ ids: [Int64]) -> String {
+    "[" + ids.map(String.init).joined(separator: ",") + "]"
+}
+
+private func jsonStringArray(_ values: [String]) -> String {
+    var writer = JSONWriter(capacity: values.count * 24)
+    writer.value(.array(values.map(JSON.string)))
+    return String(decoding: writer.bytes, as: UTF8.self)
+}

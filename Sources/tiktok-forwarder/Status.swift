@@ -1,0 +1,94 @@
+import ArgumentParser
+import ForwarderCore
+import ForwarderStore
+import Foundation
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the outbox at a glance: rows per state, backlog age, rate, errors.",
+        discussion: """
+            Fields: rows per state (pending, inflight, delivered, skipped, dead); the age of the \
+            oldest row not yet final; rows delivered in the last minute; each running daemon and \
+            whether its delivery is paused (and why); the latest errors.
+            """
+    )
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Flag(help: "Print JSON for scripts.")
+    var json = false
+
+    @Flag(help: "Refresh every 2 seconds until interrupted.")
+    var watch = false
+
+    func run() throws {
+        let store = try database.openStore()
+        repeat {
+            let now = currentMillis()
+            let stats = try store.stats(now: now)
+            if watch { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            print(json ? StatusReport.json(stats, now: now) : StatusReport.text(stats, now: now))
+            if watch { Thread.sleep(forTimeInterval: 2) }
+        } while watch
+    }
+}
+
+/// How `status` renders the store's stats.
+enum StatusReport {
+    static func json(_ stats: OutboxStats, now: UnixMillis) -> String {
+        var counts = JSONObject()
+        for state in RowState.allCases { counts.append(state.rawValue, .number(String(stats.count(state)))) }
+        var root = JSONObject()
+        root.append("counts", .object(counts))
+        root.append("oldest_pending_age_seconds", stats.oldestPendingCreatedAt.map { .number(String(max(0, now - $0) / 1000)) } ?? .null)
+        root.append("delivered_last_minute", .number(String(stats.deliveredLastMinute)))
+        let paused = stats.daemons.compactMap(\.pausedReason)
+        root.append("paused", .bool(!paused.isEmpty))
+        root.append("paused_reason", paused.first.map(JSON.string) ?? .null)
+        root.append("daemons", .array(stats.daemons.map { d in
+            var o = JSONObject()
+            o.append("owner", .string(d.owner))
+            o.append("pid", .number(String(d.pid)))
+            o.append("heartbeat_age_seconds", .number(String(max(0, now - d.heartbeatAt) / 1000)))
+            o.append("paused_reason", d.pausedReason.map(JSON.string) ?? .null)
+            o.append("in_flight_limit", d.inFlightLimit.map { .number(String($0)) } ?? .null)
+            return .object(o)
+        }))
+        root.append("recent_errors", .array(stats.recentErrors.map { e in
+            var o = JSONObject()
+            o.append("id", .number(String(e.id)))
+            o.append("event_id", .string(e.eventID))
+            o.append("state", .string(e.state.rawValue))
+            o.append("http_status", e.httpStatus.map { .number(String($0)) } ?? .null)
+            o.append("tiktok_code", e.tiktokCode.map { .number(String($0)) } ?? .null)
+            o.append("error", .string(e.error))
+            return .object(o)
+        }))
+        return JSONWriter.encode(.object(root))
+    }
+
+    static func text(_ stats: OutboxStats, now: UnixMillis) -> String {
+        var lines: [String] = []
+        let states = RowState.allCases.map { "\($0.rawValue) \(stats.count($0))" }.joined(separator: "   ")
+        lines.append("rows:      \(states)")
+        let age = stats.oldestPendingCreatedAt.map { Durations.format(millis: max(0, now - $0)) } ?? "none pending"
+        lines.append("backlog:   oldest pending \(age)")
+        lines.append("rate:      \(stats.deliveredLastMinute) delivered in the last minute (\(stats.deliveredLastMinute / 60)/s)")
+        if stats.daemons.isEmpty {
+            lines.append("daemon:    none running")
+        }
+        for daemon in stats.daemons {
+            let state = daemon.pausedReason.map { "PAUSED: \($0)" } ?? "delivering"
+            let heartbeat = Durations.format(millis: max(0, now - daemon.heartbeatAt))
+            lines.append("daemon:    pid \(daemon.pid), \(state) (last heartbeat \(heartbeat) ago)")
+        }
+        if !stats.recentErrors.isEmpty {
+            lines.append("recent errors:")
+            for e in stats.recentErrors {
+                let code = [e.httpStatus.map { "HTTP \($0)" }, e.tiktokCode.map { "code \($0)" }].compactMap { $0 }.joined(separator: ", ")
+                lines.append("  #\(e.id) \(e.eventID) [\(e.state.rawValue)\(code.isEmpty ? "" : ", " + code)] \(e.error)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

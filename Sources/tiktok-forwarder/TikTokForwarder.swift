@@ -1,0 +1,21 @@
+import ArgumentParser
+import ForwarderCore
+
+@main
+struct TikTokForwarder: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tiktok-forwarder",
+        abstract: "A durable outbox-to-TikTok-Events-API forwarder.",
+        discussion: """
+            Producers INSERT events into the SQLite outbox table; `run` claims them, maps and \
+            hashes them, and sends them to TikTok's Events API 2.0 — retrying, isolating bad \
+            events, and dead-lettering (with the reason) what can never be sent.
+
+            The database path comes from --db or $TIKTOK_FORWARDER_DB.
+            """,
+        version: ForwarderVersion.string,
+        subcommands: [
+            Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self,
+        ]
+    )
+}

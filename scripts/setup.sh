@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tiktok-forwarder needs to build, test and benchmark.
+# Idempotent: packages already present are left alone. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  libsqlite3-dev        # the outbox store links the system SQLite
+  libcurl4-openssl-dev  # the HTTP transport
+  libssl-dev            # SHA-256 via libcrypto (libcurl4-openssl-dev does not pull it in)
+  sqlite3               # the operator's shell; tests run the README's SQL through it
+  pkg-config            # SwiftPM finds the libraries above through it
+  python3               # the notify-socket listener in tests and the Python peer in benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all packages present (${packages[*]})"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
