@@ -46,8 +46,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"]),
+        .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "TestSupport"]),
     ]
 )

@@ -65,7 +65,16 @@ public final class SQLiteConnection {
         }
     }
 
+    /// Resets every cached statement. A statement stepped to a row but not to its end keeps
+    /// a read snapshot open, and a later `BEGIN IMMEDIATE` on a snapshot that another process
+    /// has since written past fails at once with SQLITE_BUSY, without waiting: so every
+    /// operation ends with this.
+    public func resetStatements() {
+        for statement in cache.values { statement.reset() }
+    }
+
     /// A prepared statement for `sql`, cached on this connection and reset for reuse.
+    /// Call ``resetStatements()`` when done with it.
     public func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
         if let cached = cache[sql] {
             cached.reset()
@@ -105,6 +114,7 @@ public final class SQLiteConnection {
     public var userVersion: Int {
         get throws(SQLiteError) {
             let s = try statement("PRAGMA user_version")
+            defer { s.reset() }
             guard try s.step() else { return 0 }
             return Int(s.int64(0))
         }

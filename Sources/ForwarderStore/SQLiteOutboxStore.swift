@@ -26,7 +26,10 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
 
     private func locked<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         lock.lock()
-        defer { lock.unlock() }
+        defer {
+            connection.resetStatements()
+            lock.unlock()
+        }
         return try body(connection)
     }
 

@@ -1,0 +1,104 @@
+import CSQLite
+import ForwarderCore
+import ForwarderStore
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("SQLite outbox")
+struct SQLiteStoreTests {
+    @Test("the schema itself rejects invalid states and leases")
+    func schemaChecks() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let store = try SQLiteOutboxStore(path: path)
+        _ = try store.enqueue([NewEvent(eventID: "e1", payload: "{}")], now: 1)
+        let db = try SQLiteConnection(path: path)
+        for bad in [
+            "UPDATE outbox SET state = 'sent'",
+            "UPDATE outbox SET state = 'inflight'",                       // in flight without a lease
+            "UPDATE outbox SET lease_owner = 'x', lease_expires_at = 5",  // a lease while pending
+            "UPDATE outbox SET state = 'delivered'",                      // final without finished_at
+            "UPDATE outbox SET attempts = -1",
+            "INSERT INTO outbox (event_id, payload) VALUES ('', '{}')",
+            "INSERT INTO outbox (event_id, payload) VALUES (NULL, '{}')",
+            "INSERT INTO outbox (event_id, payload) VALUES ('e2', NULL)",
+            "UPDATE outbox SET attempts = 'many'",                        // STRICT typing
+        ] {
+            #expect(throws: SQLiteError.self, "\(bad)") { try db.execute(bad) }
+        }
+    }
+
+    @Test("migrating twice is a no-op and the level is in user_version")
+    func migrateTwice() throws {
+        let directory = TemporaryDirectory()
+        let db = try SQLiteConnection(path: directory.path + "/outbox.sqlite")
+        #expect(try Migrator.migrate(db) == [1])
+        #expect(try Migrator.migrate(db) == [])
+        #expect(try db.userVersion == Migrator.latestVersion)
+    }
+
+    @Test("a database with a newer schema is refused")
+    func newerSchemaRefused() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        _ = try SQLiteOutboxStore(path: path)
+        try SQLiteConnection(path: path).execute("PRAGMA user_version = \(Migrator.latestVersion + 1)")
+        #expect(throws: MigrationError.self) { try SQLiteOutboxStore(path: path) }
+        #expect(throws: MigrationError.self) { try SQLiteOutboxStore(path: path, migrate: false) }
+    }
+
+    @Test("the embedded migrations are exactly the files in migrations/")
+    func embeddedMigrationsMatchFiles() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Repository.root + "/migrations")
+            .filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(names == embeddedMigrations.map(\.name), "run scripts/embed-migrations")
+        for migration in embeddedMigrations {
+            var file = try Repository.read("migrations/" + migration.name)
+            if file.hasSuffix("\n") { file.removeLast() }
+            #expect(file == migration.sql, "\(migration.name) drifted from its embedded copy: run scripts/embed-migrations")
+            #expect(Int(migration.name.prefix(4)) == migration.version)
+        }
+        #expect(embeddedMigrations.map(\.version) == Array(1...embeddedMigrations.count))
+    }
+
+    @Test("4 producer processes insert while a claimer drains: every row delivered exactly once, no busy error")
+    func producersAndClaimer() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let claimer = try SQLiteOutboxStore(path: path)
+        let producerScript = """
+            import json, sqlite3, sys
+            db, n, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+            con = sqlite3.connect(db, timeout=30, isolation_level=None)
+            con.execute("PRAGMA journal_mode = WAL")
+            for i in range(n):
+                con.execute("INSERT INTO outbox (event_id, payload) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING",
+                            (f"{prefix}-{i}", json.dumps({"event_name": "purchase", "i": i})))
+            """
+        let producers = try (0..<4).map { p in
+            try ChildProcess("/usr/bin/env", ["python3", "-c", producerScript, path, "10000", "p\(p)"], in: directory)
+        }
+        var settled = 0
+        var now: UnixMillis = 1_800_000_000_000
+        while true {
+            let producing = producers.contains { $0.process.isRunning }
+            now += 1
+            let rows = try claimer.claim(limit: 500, owner: "claimer", leaseUntil: now + 60_000, now: now)
+            if rows.isEmpty {
+                if !producing { break }
+                usleep(1_000)
+                continue
+            }
+            settled += try claimer.settle(rows.map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) },
+                                          owner: "claimer", now: now)
+        }
+        for producer in producers {
+            #expect(producer.wait() == 0, "producer failed: \(producer.stderr)")
+        }
+        let stats = try claimer.stats(now: now)
+        #expect(settled == 40_000)
+        #expect(stats.count(.delivered) == 40_000)
+        #expect(stats.counts.values.reduce(0, +) == 40_000)
+    }
+}

@@ -1,0 +1,110 @@
+import ForwarderCore
+import ForwarderStore
+import Foundation
+import Testing
+import TestSupport
+
+/// The outbox as producers and operators use it: the real binary, the sqlite3 shell, Python.
+@Suite("Outbox CLI and the README's producer snippets")
+struct OutboxCLITests {
+    let directory = TemporaryDirectory()
+    var db: String { directory.path + "/outbox.sqlite" }
+
+    func forwarder(_ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        try ChildProcess.run(Repository.binary, arguments, stdin: stdin, in: directory)
+    }
+
+    @Test("after migrate, the README's INSERT works verbatim from the sqlite3 shell, and a repeat changes nothing")
+    func readmeInsertInShell() throws {
+        #expect(try forwarder(["migrate", "--db", db]).status == 0)
+        let insert = try Readme.snippet("producer-sql")
+        let script = ".param set ?1 'evt-1'\n.param set ?2 '{\"event_name\":\"purchase\"}'\n" + insert + insert
+            + "SELECT count(*), min(event_id), min(state), min(attempts) FROM outbox;\n"
+        let result = try ChildProcess.run("/usr/bin/sqlite3", [db], stdin: Data(script.utf8), in: directory)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "1|evt-1|pending|0\n")
+    }
+
+    @Test("the README's shell, Python and operator snippets run as written")
+    func readmeSnippets() throws {
+        #expect(try forwarder(["migrate", "--db", db]).status == 0)
+        let shell = try ChildProcess.run("/bin/sh", ["-c", try Readme.snippet("producer-shell")], environment: ["DB": db], in: directory)
+        #expect(shell.status == 0, "\(shell.stderr)")
+        let python = try ChildProcess.run("/usr/bin/env", ["python3", "-c", "DB = \(pythonString(db))\n" + (try Readme.snippet("producer-python"))], in: directory)
+        #expect(python.status == 0, "\(python.stderr)")
+        let operatorQueries = try ChildProcess.run("/usr/bin/sqlite3", [db], stdin: Data(try Readme.snippet("operator-sql").utf8), in: directory)
+        #expect(operatorQueries.status == 0, "\(operatorQueries.stderr)")
+        #expect(operatorQueries.stdout.hasPrefix("pending|2|"))
+        let store = try SQLiteOutboxStore(path: db)
+        #expect(try store.stats(now: 0).count(.pending) == 2)
+    }
+
+    @Test("enqueue of 10,000 lines with 100 repeated event_ids and one malformed line: 9,900 pending, the line reported, exit 1")
+    func enqueueWithDuplicatesAndMalformedLine() throws {
+        var lines: [String] = []
+        for i in 0..<9_900 { lines.append(#"{"event_id":"e\#(i)","event_name":"purchase","value":\#(i)}"#) }
+        for i in 0..<99 { lines.append(#"{"context":{"event_id":"e\#(i * 7)"},"event_name":"purchase"}"#) }
+        lines.insert("{this is not json", at: 5_000)
+        #expect(lines.count == 10_000)
+        let result = try forwarder(["enqueue", "--db", db], stdin: Data(lines.joined(separator: "\n").utf8))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("line 5001: rejected: not JSON"))
+        #expect(result.stdout.contains("inserted 9900, duplicates 99, rejected 1"))
+
+        let status = try forwarder(["status", "--db", db, "--json"])
+        #expect(status.status == 0)
+        let json = try JSONParser.parse(status.stdout.trimmingWhitespace())
+        #expect(json.value(at: ["counts", "pending"]) == .number("9900"))
+        #expect(json.value(at: ["counts", "dead"]) == .number("0"))
+
+        let view = try ChildProcess.run("/usr/bin/sqlite3", [db, "SELECT count(*) FROM dead_letters; SELECT rows FROM outbox_summary WHERE state = 'pending';"], in: directory)
+        #expect(view.stdout == "0\n9900\n")
+    }
+
+    @Test("enqueue reads a file, accepts context.event_id, and exits 0 when every line is good")
+    func enqueueFile() throws {
+        let file = directory.path + "/events.ndjson"
+        try #"{"event_name":"purchase","context":{"event_id":"c-1"}}"#.appending("\n\n{\"event_id\":2,\"event_name\":\"x\"}\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try forwarder(["enqueue", "--db", db, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("inserted 2, duplicates 0, rejected 0"))
+    }
+
+    @Test("dead letters can be listed, shown, redriven and purged from the CLI")
+    func deadLetterWorkflow() throws {
+        let store = try SQLiteOutboxStore(path: db)
+        _ = try store.enqueue([NewEvent(eventID: "bad-1", payload: "not json"), NewEvent(eventID: "bad-2", payload: #"{"event_name":"purchase"}"#)], now: 1_000)
+        let rows = try store.claim(limit: 2, owner: "test", leaseUntil: 99_000, now: 1_000)
+        try store.settle(rows.map { .dead(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 40002, error: "data.0.event_id: not a valid string")) },
+                         owner: "test", now: 2_000)
+
+        let list = try forwarder(["dead", "list", "--db", db])
+        #expect(list.status == 0)
+        #expect(list.stdout.contains("bad-1") && list.stdout.contains("data.0.event_id: not a valid string"))
+        let show = try forwarder(["dead", "show", "--db", db, "bad-2"])
+        #expect(show.status == 0)
+        #expect(try JSONParser.parse(show.stdout.trimmingWhitespace()).value(at: ["payload", "event_name"]) == .string("purchase"))
+        #expect(try forwarder(["dead", "show", "--db", db, "nope"]).status == 1)
+        #expect(try forwarder(["dead", "redrive", "--db", db]).status != 0)  // must name what
+        let redrive = try forwarder(["dead", "redrive", "--db", db, "bad-1"])
+        #expect(redrive.stdout.contains("redriven 1"))
+        let purge = try forwarder(["dead", "purge", "--db", db, "--all"])
+        #expect(purge.stdout.contains("purged 1"))
+        let stats = try store.stats(now: 3_000)
+        #expect(stats.count(.pending) == 1 && stats.count(.dead) == 0)
+    }
+
+    @Test("a database with a newer schema is refused with a clear message")
+    func newerSchemaRefusedByCLI() throws {
+        #expect(try forwarder(["migrate", "--db", db]).status == 0)
+        _ = try ChildProcess.run("/usr/bin/sqlite3", [db, "PRAGMA user_version = 999"], in: directory)
+        let result = try forwarder(["status", "--db", db])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("newer than this binary"))
+    }
+}
+
+func pythonString(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+}
