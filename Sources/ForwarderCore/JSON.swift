@@ -142,6 +142,9 @@ public struct JSONParser {
         guard depth <= Self.maximumDepth else { throw error("nested too deeply") }
         position += 1
         var object = JSONObject()
+        // Event objects have a handful of members: one allocation instead of 1, 2, 4, 8 growth.
+        object.keys.reserveCapacity(8)
+        object.values.reserveCapacity(8)
         skipWhitespace()
         if position < buffer.count, buffer[position] == UInt8(ascii: "}") {
             position += 1
@@ -169,6 +172,7 @@ public struct JSONParser {
         guard depth <= Self.maximumDepth else { throw error("nested too deeply") }
         position += 1
         var elements: [JSON] = []
+        elements.reserveCapacity(4)
         skipWhitespace()
         if position < buffer.count, buffer[position] == UInt8(ascii: "]") {
             position += 1

@@ -4,7 +4,14 @@ public enum Normalise {
     public static func isPresent(_ value: JSON) -> Bool {
         switch value {
         case .null: return false
-        case .string(let s): return !s.isEmpty && !s.trimmingWhitespace().isEmpty
+        case .string(let s):
+            // Without allocating: any byte that is not ASCII white space; non-ASCII bytes
+            // (which may be Unicode white space) take the full check.
+            for byte in s.utf8 {
+                if byte >= 0x80 { return !s.trimmingWhitespace().isEmpty }
+                if byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D { return true }
+            }
+            return false
         case .array(let a): return !a.isEmpty
         case .object(let o): return !o.keys.isEmpty
         case .bool, .number: return true
@@ -243,13 +250,7 @@ enum Cookies {
         }
         for path in headerPaths {
             guard case .string(let header)? = source.value(at: path) else { continue }
-            for pair in header.split(separator: ";") {
-                guard let eq = pair.firstIndex(of: "=") else { continue }
-                if pair[..<eq].trimmingWhitespace() == name {
-                    let value = PercentDecoding.decode(pair[pair.index(after: eq)...].trimmingWhitespace())
-                    if !value.isEmpty { return value }
-                }
-            }
+            if let value = Bytes.pairValue(named: name, in: header, separator: UInt8(ascii: ";"), end: nil) { return value }
         }
         return nil
     }
@@ -258,16 +259,56 @@ enum Cookies {
 /// Query parameters of a URL.
 enum URLQuery {
     static func value(named name: String, in url: String) -> String? {
-        guard let q = url.firstIndex(of: "?") else { return nil }
-        let query = url[url.index(after: q)...].prefix { $0 != "#" }
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts[0] == name, parts.count == 2 {
-                let value = PercentDecoding.decode(String(parts[1])).trimmingWhitespace()
+        var url = url
+        return url.withUTF8 { buffer in
+            guard let q = buffer.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+            return Bytes.pairValue(named: name, in: UnsafeBufferPointer(rebasing: buffer[(q + 1)...]),
+                                   separator: UInt8(ascii: "&"), end: UInt8(ascii: "#"))
+        }
+    }
+}
+
+/// `name=value` lists (cookie headers, query strings) scanned as bytes: the hot path reads
+/// one per event, and Character-level splitting cost more than the rest of the transform.
+enum Bytes {
+    static func pairValue(named name: String, in text: String, separator: UInt8, end: UInt8?) -> String? {
+        var text = text
+        return text.withUTF8 { pairValue(named: name, in: $0, separator: separator, end: end) }
+    }
+
+    /// The percent-decoded, trimmed value of the first non-empty `name=value` pair.
+    static func pairValue(named name: String, in buffer: UnsafeBufferPointer<UInt8>, separator: UInt8, end: UInt8?) -> String? {
+        var name = name
+        return name.withUTF8 { key -> String? in
+            var i = 0
+            let n = buffer.count
+            while i < n {
+                if let end, buffer[i] == end { return nil }
+                while i < n, buffer[i] == separator || buffer[i] == 0x20 || buffer[i] == 0x09 { i += 1 }
+                let nameStart = i
+                while i < n, buffer[i] != UInt8(ascii: "="), buffer[i] != separator, buffer[i] != end { i += 1 }
+                var nameEnd = i
+                while nameEnd > nameStart, buffer[nameEnd - 1] == 0x20 { nameEnd -= 1 }
+                guard i < n, buffer[i] == UInt8(ascii: "=") else { continue }
+                i += 1
+                var valueStart = i
+                while i < n, buffer[i] != separator, buffer[i] != end { i += 1 }
+                var valueEnd = i
+                guard nameEnd - nameStart == key.count,
+                      memcmpEqual(buffer.baseAddress! + nameStart, key.baseAddress!, key.count) else { continue }
+                while valueStart < valueEnd, buffer[valueStart] == 0x20 || buffer[valueStart] == 0x09 { valueStart += 1 }
+                while valueEnd > valueStart, buffer[valueEnd - 1] == 0x20 || buffer[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+                guard valueEnd > valueStart else { continue }
+                let value = PercentDecoding.decode(UnsafeBufferPointer(rebasing: buffer[valueStart..<valueEnd])).trimmingWhitespace()
                 if !value.isEmpty { return value }
             }
+            return nil
         }
-        return nil
+    }
+
+    private static func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+        for k in 0..<count where a[k] != b[k] { return false }
+        return true
     }
 }
 
@@ -275,7 +316,12 @@ enum PercentDecoding {
     /// Decodes `%XX` sequences; malformed ones are kept as written.
     static func decode(_ text: String) -> String {
         guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
-        let b = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { decode($0) }
+    }
+
+    static func decode(_ b: UnsafeBufferPointer<UInt8>) -> String {
+        guard b.contains(UInt8(ascii: "%")) else { return String(decoding: b, as: UTF8.self) }
         var out: [UInt8] = []
         out.reserveCapacity(b.count)
         var i = 0

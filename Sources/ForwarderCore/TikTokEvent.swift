@@ -35,6 +35,16 @@ public struct TikTokEvent: Sendable, Equatable {
         public var brand: String?
         public var price: Double?
         public var quantity: Int64?
+
+        public init(contentID: String? = nil, contentName: String? = nil, contentCategory: String? = nil,
+                    brand: String? = nil, price: Double? = nil, quantity: Int64? = nil) {
+            self.contentID = contentID
+            self.contentName = contentName
+            self.contentCategory = contentCategory
+            self.brand = brand
+            self.price = price
+            self.quantity = quantity
+        }
     }
 
     public struct Properties: Sendable, Equatable {
@@ -63,57 +73,53 @@ public struct TikTokEvent: Sendable, Equatable {
         w.raw(",\"event_time\":"); w.integer(eventTime)
         w.raw(",\"event_id\":"); w.string(eventID)
 
-        var fields = FieldList(writer: w)
-        fields.open(",\"user\":{")
-        fields.strings("email", user.emails)
-        fields.strings("phone", user.phones)
-        fields.strings("external_id", user.externalIDs)
-        fields.string("ttp", user.ttp)
-        fields.string("ttclid", user.ttclid)
-        fields.string("ip", user.ip)
-        fields.string("user_agent", user.userAgent)
-        fields.string("locale", user.locale)
-        fields.close()
+        var fields = FieldList(",\"user\":{")
+        fields.strings("email", user.emails, &w)
+        fields.strings("phone", user.phones, &w)
+        fields.strings("external_id", user.externalIDs, &w)
+        fields.string("ttp", user.ttp, &w)
+        fields.string("ttclid", user.ttclid, &w)
+        fields.string("ip", user.ip, &w)
+        fields.string("user_agent", user.userAgent, &w)
+        fields.string("locale", user.locale, &w)
+        fields.close(&w)
 
-        fields.open(",\"page\":{")
-        fields.string("url", page.url)
-        fields.string("referrer", page.referrer)
-        fields.close()
+        fields = FieldList(",\"page\":{")
+        fields.string("url", page.url, &w)
+        fields.string("referrer", page.referrer, &w)
+        fields.close(&w)
 
-        fields.open(",\"properties\":{")
+        fields = FieldList(",\"properties\":{")
         if !properties.contents.isEmpty {
-            fields.key("contents")
-            fields.writer.raw(UInt8(ascii: "["))
+            fields.key("contents", &w)
+            w.raw(UInt8(ascii: "["))
             for (i, content) in properties.contents.enumerated() {
-                if i > 0 { fields.writer.raw(UInt8(ascii: ",")) }
-                var inner = FieldList(writer: fields.writer)
-                inner.open("{")
-                inner.string("content_id", content.contentID)
-                inner.string("content_name", content.contentName)
-                inner.string("content_category", content.contentCategory)
-                inner.string("brand", content.brand)
-                inner.number("price", content.price)
-                inner.integer("quantity", content.quantity)
-                inner.close(always: true)
-                fields.writer = inner.writer
+                if i > 0 { w.raw(UInt8(ascii: ",")) }
+                var inner = FieldList("{")
+                inner.string("content_id", content.contentID, &w)
+                inner.string("content_name", content.contentName, &w)
+                inner.string("content_category", content.contentCategory, &w)
+                inner.string("brand", content.brand, &w)
+                inner.number("price", content.price, &w)
+                inner.integer("quantity", content.quantity, &w)
+                inner.close(&w, always: true)
             }
-            fields.writer.raw(UInt8(ascii: "]"))
+            w.raw(UInt8(ascii: "]"))
         }
-        fields.string("content_type", properties.contentType)
-        fields.stringArray("content_ids", properties.contentIDs)
-        fields.string("currency", properties.currency)
-        fields.number("value", properties.value)
-        fields.integer("num_items", properties.numItems)
-        fields.string("order_id", properties.orderID)
-        fields.string("shop_id", properties.shopID)
-        fields.string("description", properties.description)
-        fields.string("status", properties.status)
+        fields.string("content_type", properties.contentType, &w)
+        fields.stringArray("content_ids", properties.contentIDs, &w)
+        fields.string("currency", properties.currency, &w)
+        fields.number("value", properties.value, &w)
+        fields.integer("num_items", properties.numItems, &w)
+        fields.string("order_id", properties.orderID, &w)
+        fields.string("shop_id", properties.shopID, &w)
+        fields.string("description", properties.description, &w)
+        fields.string("status", properties.status, &w)
         if let search = properties.searchString {
-            fields.string("search_string", search)
-            fields.string("query", search)
+            fields.string("search_string", search, &w)
+            fields.string("query", search, &w)
         }
-        fields.close()
-        w = fields.writer
+        fields.close(&w)
 
         if let ldu = limitedDataUse {
             w.raw(",\"limited_data_use\":"); w.bool(ldu)
@@ -129,64 +135,59 @@ public struct TikTokEvent: Sendable, Equatable {
     }
 }
 
-/// Writes the members of one object, leaving out absent values and the whole object when
-/// it would be empty.
+/// Writes the members of one object into the caller's writer, leaving out absent values
+/// and the whole object when it would be empty. It holds no copy of the writer (a copy would
+/// make every append copy the whole buffer).
 private struct FieldList {
-    var writer: JSONWriter
-    private var opening: StaticString = ""
+    private let opening: StaticString
     private var count = 0
 
-    init(writer: JSONWriter) { self.writer = writer }
+    init(_ opening: StaticString) { self.opening = opening }
 
-    mutating func open(_ opening: StaticString) {
-        self.opening = opening
-        count = 0
-    }
-
-    mutating func close(always: Bool = false) {
+    mutating func close(_ w: inout JSONWriter, always: Bool = false) {
         if count > 0 {
-            writer.raw(UInt8(ascii: "}"))
+            w.raw(UInt8(ascii: "}"))
         } else if always {
-            writer.raw(opening); writer.raw(UInt8(ascii: "}"))
+            w.raw(opening); w.raw(UInt8(ascii: "}"))
         }
     }
 
-    mutating func key(_ name: StaticString) {
-        if count == 0 { writer.raw(opening) } else { writer.raw(UInt8(ascii: ",")) }
+    mutating func key(_ name: StaticString, _ w: inout JSONWriter) {
+        if count == 0 { w.raw(opening) } else { w.raw(UInt8(ascii: ",")) }
         count += 1
-        writer.raw(UInt8(ascii: "\""))
-        writer.raw(name)
-        writer.raw("\":")
+        w.raw(UInt8(ascii: "\""))
+        w.raw(name)
+        w.raw("\":")
     }
 
-    mutating func string(_ name: StaticString, _ value: String?) {
+    mutating func string(_ name: StaticString, _ value: String?, _ w: inout JSONWriter) {
         guard let value, !value.isEmpty else { return }
-        key(name); writer.string(value)
+        key(name, &w); w.string(value)
     }
 
     /// One value as a string, several as an array (TikTok accepts both for hashed fields).
-    mutating func strings(_ name: StaticString, _ values: [String]) {
-        if values.count == 1 { string(name, values[0]) } else { stringArray(name, values) }
+    mutating func strings(_ name: StaticString, _ values: [String], _ w: inout JSONWriter) {
+        if values.count == 1 { string(name, values[0], &w) } else { stringArray(name, values, &w) }
     }
 
-    mutating func stringArray(_ name: StaticString, _ values: [String]) {
+    mutating func stringArray(_ name: StaticString, _ values: [String], _ w: inout JSONWriter) {
         guard !values.isEmpty else { return }
-        key(name)
-        writer.raw(UInt8(ascii: "["))
+        key(name, &w)
+        w.raw(UInt8(ascii: "["))
         for (i, v) in values.enumerated() {
-            if i > 0 { writer.raw(UInt8(ascii: ",")) }
-            writer.string(v)
+            if i > 0 { w.raw(UInt8(ascii: ",")) }
+            w.string(v)
         }
-        writer.raw(UInt8(ascii: "]"))
+        w.raw(UInt8(ascii: "]"))
     }
 
-    mutating func number(_ name: StaticString, _ value: Double?) {
+    mutating func number(_ name: StaticString, _ value: Double?, _ w: inout JSONWriter) {
         guard let value else { return }
-        key(name); writer.number(value)
+        key(name, &w); w.number(value)
     }
 
-    mutating func integer(_ name: StaticString, _ value: Int64?) {
+    mutating func integer(_ name: StaticString, _ value: Int64?, _ w: inout JSONWriter) {
         guard let value else { return }
-        key(name); writer.integer(value)
+        key(name, &w); w.integer(value)
     }
 }

@@ -50,7 +50,9 @@ public enum FieldSource: Sendable, Equatable {
 
     /// Parses `a.b,c.d` into two paths.
     public static func parsePaths(_ text: String) -> FieldSource? {
-        let paths = text.split(separator: ",").map { $0.trimmingWhitespace().split(separator: ".").map(String.init) }
+        let paths = text.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingWhitespace().split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        }
         guard !paths.isEmpty, paths.allSatisfy({ !$0.isEmpty && $0.allSatisfy { !$0.isEmpty } }) else { return nil }
         return .paths(paths)
     }
@@ -179,13 +181,25 @@ extension StringProtocol {
 extension String {
     /// The string without leading and trailing white space (spaces, tabs, newlines, NBSP).
     public func trimmingWhitespace() -> String {
-        // Fast path: nearly every value has no surrounding white space.
-        if let first = utf8.first, let last = utf8.last, first > 0x20, first < 0x80, last > 0x20, last < 0x80 {
-            return self
+        var copy = self
+        let trimmed: String?? = copy.withUTF8 { b in
+            var start = 0
+            var end = b.count
+            while start < end, b[start] == 0x20 || (0x09...0x0D).contains(b[start]) { start += 1 }
+            while end > start, b[end - 1] == 0x20 || (0x09...0x0D).contains(b[end - 1]) { end -= 1 }
+            if start == end { return .some("") }
+            guard b[start] < 0x80, b[end - 1] < 0x80 else { return .none }  // maybe Unicode white space
+            if start == 0, end == b.count { return .some(nil) }            // unchanged
+            return .some(String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self))
         }
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
-        return String(String.UnicodeScalarView(scalars[first...last]))
+        switch trimmed {
+        case .some(.some(let result)): return result
+        case .some(.none): return self
+        case .none:
+            let scalars = unicodeScalars
+            guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+            return String(String.UnicodeScalarView(scalars[first...last]))
+        }
     }
 }

@@ -16,11 +16,11 @@ public enum TransformOutcome: Sendable, Equatable {
 public final class Transformer {
     public let settings: TransformSettings
     private let hasher = SHA256Hasher()
-    private let sources: [FieldSource]
+    private let sources: [TargetField: FieldSource]
 
     public init(settings: TransformSettings = TransformSettings()) {
         self.settings = settings
-        sources = TargetField.allCases.map { settings.source(for: $0) }
+        sources = Dictionary(uniqueKeysWithValues: TargetField.allCases.map { ($0, settings.source(for: $0)) })
     }
 
     /// Transforms one outbox payload.
@@ -157,7 +157,7 @@ public final class Transformer {
 
     /// The first non-empty value for `field`: the constant, or the first matching path.
     private func resolve(_ field: TargetField, in source: JSON) -> JSON? {
-        switch sources[field.index] {
+        switch sources[field]! {
         case .constant(let value):
             return Normalise.isPresent(value) ? value : nil
         case .paths(let paths):
@@ -229,13 +229,6 @@ public final class Transformer {
         if numItems > 0 { properties.numItems = numItems }
         if badPrices > 0 { warnings.append("properties.contents.price: \(badPrices) not a number; dropped") }
         if badQuantities > 0 { warnings.append("properties.contents.quantity: \(badQuantities) not an integer; dropped") }
-    }
-}
-
-extension TargetField {
-    /// Position in `allCases`, for array-indexed lookups on the hot path.
-    var index: Int {
-        TargetField.allCases.firstIndex(of: self)!
     }
 }
 

@@ -1,0 +1,51 @@
+import ForwarderCore
+import Testing
+
+@Suite("JSON parser and writer")
+struct JSONTests {
+    @Test("parses every kind of value and keeps number literals as written")
+    func parsesValues() throws {
+        let json = try JSONParser.parse(#" {"a": [1, -2.5e3, 9179124954957, true, false, null], "b": {"c": "d"}, "": 0} "#)
+        #expect(json["a"] == .array([.number("1"), .number("-2.5e3"), .number("9179124954957"), .bool(true), .bool(false), .null]))
+        #expect(json.value(at: ["b", "c"]) == .string("d"))
+        #expect(json.value(at: ["a", "2"]) == .number("9179124954957"))
+        #expect(json[""] == .number("0"))
+    }
+
+    @Test("decodes escapes, including surrogate pairs")
+    func escapes() throws {
+        let json = try JSONParser.parse(#"["a\"b\\c\/d\b\f\n\r\t", "\u00e9\u20ac", "\ud83d\ude00", "é€😀"]"#)
+        #expect(json == .array([.string("a\"b\\c/d\u{8}\u{c}\n\r\t"), .string("é€"), .string("😀"), .string("é€😀")]))
+    }
+
+    @Test("rejects what is not JSON, with an offset and no content", arguments: [
+        "", "   ", "{", "[1,]", "{\"a\":1,}", "{'a':1}", "01", "1.", "-", "1e", "tru", "nul", "\"abc", "\"\\x\"",
+        "\"\\ud83d\"", "\"\\ude00\"", "{\"a\" 1}", "[1 2]", "1 2", "\"a\u{1}b\"", "NaN", "[Infinity]",
+    ])
+    func rejectsInvalid(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test("nesting beyond the limit is an error, not a stack overflow")
+    func depthLimit() throws {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+        let ok = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        _ = try JSONParser.parse(ok)
+    }
+
+    @Test("the writer escapes what JSON requires and round-trips")
+    func writerRoundTrip() throws {
+        let value = JSON.object(JSONObject(keys: ["q\"uote", "ctl"], values: [.string("back\\slash\n"), .array([.string("\u{1}\u{1f}é"), .number("1.5"), .null, .bool(true)])]))
+        let text = JSONWriter.encode(value)
+        #expect(text == #"{"q\"uote":"back\\slash\n","ctl":["\u0001\u001fé",1.5,null,true]}"#)
+        #expect(try JSONParser.parse(text) == value)
+    }
+
+    @Test("numbers print as integers when integral, shortest form otherwise")
+    func numberFormatting() {
+        var w = JSONWriter()
+        for n in [16.0, 22.53, -0.5, 1e20, 9.99] { w.number(n); w.raw(UInt8(ascii: " ")) }
+        #expect(String(decoding: w.bytes, as: UTF8.self) == "16 22.53 -0.5 1e+20 9.99 ")
+    }
+}

@@ -1,0 +1,57 @@
+import ForwarderCore
+import Testing
+
+/// Whatever the input, the output has no empty string, no null, and no clear-text email or phone.
+@Suite("Transform output safety")
+struct OutputSafetyTests {
+    /// A small deterministic generator (SplitMix64), so a failure reproduces.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let emails = [#""john.doe@example.com""#, #"" Mixed.Case@Example.ORG ""#, #"["a@b.example","",null," a@b.example"]"#, #""""#, #""   ""#, "null", "42", #""no-at-sign""#]
+    static let phones = [#""+33 6 12 34 56 78""#, #""0033612345678""#, #""06 12 34 56 78""#, #"["+447911123456",""]"#, #""""#, "null", #""+1 (415) 555-2671""#, "33612345678"]
+    static let fillers = [#""""#, #""  ""#, "null", "[]", "{}", #""x""#, "0", "1.5", "true", #""€ ünïcødé""#]
+
+    @Test("3,000 randomised events: no empty string, no null, no clear-text email or phone")
+    func randomised() throws {
+        var rng = Generator(state: 42)
+        var settings = TransformSettings()
+        settings.defaultPhoneCountryCode = "33"
+        settings.forwardUnmapped = true
+        settings.defaultPageURL = "https://default.example/"
+        let transformer = Transformer(settings: settings)
+        var events = 0
+        for i in 0..<3_000 {
+            func any(_ list: [String]) -> String { list.randomElement(using: &rng)! }
+            let payload = """
+                {"event_name":\(any([#""purchase""#, #""search""#, #""custom_thing""#, #""add_to_cart""#])),
+                 "user":{"email":\(any(Self.emails)),"phone":\(any(Self.phones)),"id":\(any(Self.fillers))},
+                 "properties":{"user":{"email":\(any(Self.emails))}},
+                 "url":\(any([#""https://s.example/?ttclid=abc""#] + Self.fillers)),"referrer":\(any(Self.fillers)),
+                 "currency":\(any(Self.fillers + [#""eur""#])),"value":\(any(Self.fillers + [#""12.5""#])),
+                 "search_term":\(any(Self.fillers)),"status":\(any(Self.fillers)),"id":\(any(Self.fillers)),
+                 "items":\(any([#"[{"id":"","quantity":"","price":null,"product":{"name":"  ","brand":""}}]"#, "[]", #"[{"id":7}]"#, "null"])),
+                 "context":{"device":{"ip":\(any(Self.fillers + [#""1.2.3.4""#])),"cookie":\(any([#""_ttp=; ttclid=""#, #""_ttp=%20""#] + Self.fillers))}},
+                 "partners":{"tiktok":{"ttp":\(any(Self.fillers)),"ldu":\(any(Self.fillers))}}}
+                """
+            guard case .event(let event, _) = transformer.transform(payload: payload, eventID: "e\(i)", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000) else { continue }
+            events += 1
+            let output = String(decoding: event.encoded(), as: UTF8.self)
+            #expect(!output.contains("\"\""), "empty string in \(output)")
+            #expect(!output.contains("null"), "null in \(output)")
+            #expect(!output.contains("@"), "clear-text email in \(output)")
+            #expect(!output.contains("+33") && !output.contains("612345678") && !output.contains("555-2671") && !output.contains("7911123456"),
+                    "clear-text phone in \(output)")
+            _ = try JSONParser.parse(output)  // and it is valid JSON
+        }
+        #expect(events > 2_000)
+    }
+}
