@@ -30,15 +30,32 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-/// Reads all of a file, or standard input for `nil` or `-`.
+/// Reads all of a file, or standard input for `nil` or `-`, straight into one byte array.
 func readInput(_ file: String?) throws -> [UInt8] {
+    var fd: Int32 = 0
     if let file, file != "-" {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw ValidationError("cannot read '\(file)': no such file, or not readable")
+        fd = open(file, O_RDONLY)
+        guard fd >= 0 else {
+            throw ValidationError("cannot read '\(file)': \(String(cString: strerror(errno)))")
         }
-        return [UInt8](data)
     }
-    return [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+    defer { if fd != 0 { close(fd) } }
+    var bytes: [UInt8] = []
+    var chunk = 1 << 20
+    while true {
+        let count = bytes.count
+        bytes.reserveCapacity(count + chunk)
+        var readCount = 0
+        bytes.append(contentsOf: repeatElement(0, count: chunk))
+        readCount = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, chunk) }
+        if readCount < 0 {
+            if errno == EINTR { bytes.removeLast(chunk); continue }
+            throw ValidationError("cannot read \(file ?? "standard input"): \(String(cString: strerror(errno)))")
+        }
+        bytes.removeLast(chunk - readCount)
+        if readCount == 0 { return bytes }
+        chunk = min(chunk * 2, 64 << 20)
+    }
 }
 
 func parseDuration(_ text: String, option: String) throws -> Int64 {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ForwarderCore
 import ForwarderStore
+import Foundation
 
 struct Enqueue: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,35 +33,26 @@ struct Enqueue: ParsableCommand {
     func run() throws {
         let store = try database.openStore()
         let data = try readInput(file)
+        let lines = NDJSONLine.lines(data)
+        // Validate every line first, on all cores; then insert in order, in batches.
+        let checked = checkLines(lines, in: data)
         var total = EnqueueResult()
         var rejected = 0
         var batch: [NewEvent] = []
         batch.reserveCapacity(batchSize)
-        for (number, bytes) in NDJSONLine.lines(data) {
-            let event: JSON
-            do {
-                event = try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }
-            } catch {
-                printError("line \(number): rejected: not JSON (\(error.description))")
+        for (line, check) in zip(lines, checked) {
+            switch check {
+            case .failure(let reason):
+                printError("line \(line.number): rejected: \(reason.message)")
                 rejected += 1
-                continue
-            }
-            guard case .object = event else {
-                printError("line \(number): rejected: not a JSON object")
-                rejected += 1
-                continue
-            }
-            guard let eventID = NDJSONLine.eventID(of: event) else {
-                printError("line \(number): rejected: no event id (neither event_id nor context.event_id)")
-                rejected += 1
-                continue
-            }
-            batch.append(NewEvent(eventID: eventID, payload: String(decoding: bytes, as: UTF8.self)))
-            if batch.count == batchSize {
-                let result = try store.enqueue(batch, now: currentMillis())
-                total.inserted += result.inserted
-                total.duplicates += result.duplicates
-                batch.removeAll(keepingCapacity: true)
+            case .success(let eventID):
+                batch.append(NewEvent(eventID: eventID, payload: String(decoding: line.bytes, as: UTF8.self)))
+                if batch.count == batchSize {
+                    let result = try store.enqueue(batch, now: currentMillis())
+                    total.inserted += result.inserted
+                    total.duplicates += result.duplicates
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
         }
         if !batch.isEmpty {
@@ -70,5 +62,35 @@ struct Enqueue: ParsableCommand {
         }
         print("inserted \(total.inserted), duplicates \(total.duplicates), rejected \(rejected)")
         if rejected > 0 { throw ExitCode(1) }
+    }
+
+    struct LineError: Error { var message: String }
+
+    /// The event id of each line, or why the line is rejected.
+    private func checkLines(_ lines: [(number: Int, bytes: ArraySlice<UInt8>)], in data: [UInt8]) -> [Result<String, LineError>] {
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, lines.count / 1_000))
+        var results = [Result<String, LineError>](repeating: .failure(LineError(message: "")), count: lines.count)
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let range = (lines.count * chunk / chunks)..<(lines.count * (chunk + 1) / chunks)
+                for i in range { out[i] = Self.check(lines[i].bytes) }
+            }
+        }
+        return results
+    }
+
+    private static func check(_ bytes: ArraySlice<UInt8>) -> Result<String, LineError> {
+        let event: JSON
+        do {
+            event = try bytes.withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }
+        } catch {
+            return .failure(LineError(message: "not JSON (\(error.description))"))
+        }
+        guard case .object = event else { return .failure(LineError(message: "not a JSON object")) }
+        guard let eventID = NDJSONLine.eventID(of: event) else {
+            return .failure(LineError(message: "no event id (neither event_id nor context.event_id)"))
+        }
+        return .success(eventID)
     }
 }
