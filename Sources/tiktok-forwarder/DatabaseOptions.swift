@@ -40,21 +40,19 @@ func readInput(_ file: String?) throws -> [UInt8] {
         }
     }
     defer { if fd != 0 { close(fd) } }
+    var size = stat()
     var bytes: [UInt8] = []
-    var chunk = 1 << 20
+    if fstat(fd, &size) == 0, size.st_size > 0 { bytes.reserveCapacity(Int(size.st_size)) }
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 1)
+    defer { scratch.deallocate() }
     while true {
-        let count = bytes.count
-        bytes.reserveCapacity(count + chunk)
-        var readCount = 0
-        bytes.append(contentsOf: repeatElement(0, count: chunk))
-        readCount = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, chunk) }
-        if readCount < 0 {
-            if errno == EINTR { bytes.removeLast(chunk); continue }
+        let count = read(fd, scratch.baseAddress!, scratch.count)
+        if count == 0 { return bytes }
+        if count < 0 {
+            if errno == EINTR { continue }
             throw ValidationError("cannot read \(file ?? "standard input"): \(String(cString: strerror(errno)))")
         }
-        bytes.removeLast(chunk - readCount)
-        if readCount == 0 { return bytes }
-        chunk = min(chunk * 2, 64 << 20)
+        bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<count]))
     }
 }
 
