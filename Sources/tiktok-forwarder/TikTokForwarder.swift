@@ -15,7 +15,7 @@ struct TikTokForwarder: AsyncParsableCommand {
             """,
         version: ForwarderVersion.string,
         subcommands: [
-            Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Bench.self,
+            Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
         ]
     )
 }

@@ -1,0 +1,155 @@
+/// An HTTP response as the transport saw it.
+public struct HTTPResponse: Sendable, Equatable {
+    public var status: Int
+    /// Header names lowercased.
+    public var headers: [String: String]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Why a request got no HTTP response.
+public struct TransportFailure: Error, Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// No connection was made (refused, DNS, connect timeout, TLS handshake): nothing was sent.
+        case connect
+        /// The total timeout passed before a response arrived.
+        case timeout
+        /// The connection was closed or reset before a complete response arrived.
+        case reset
+        /// Anything else libcurl reports.
+        case other
+    }
+
+    public var kind: Kind
+    /// The whole request body was handed to the network: TikTok may have processed it.
+    public var bodySent: Bool
+    /// Human-readable detail (libcurl's message); never contains the token or the body.
+    public var detail: String
+
+    public init(kind: Kind, bodySent: Bool, detail: String) {
+        self.kind = kind
+        self.bodySent = bodySent
+        self.detail = detail
+    }
+}
+
+/// What the daemon should do with a batch after one request.
+public enum DeliveryOutcome: Sendable, Equatable {
+    /// TikTok accepted every event (`code` 0).
+    case delivered
+    /// A transient failure: retry the batch later (no earlier than `retryAfterMillis` if given).
+    case retry(reason: String, retryAfterMillis: Int64?, mayHaveReachedTikTok: Bool)
+    /// TikTok asked us to slow down (40100 or HTTP 429): retry, and lower the concurrency.
+    case rateLimited(reason: String, retryAfterMillis: Int64?)
+    /// TikTok rejected the batch for one invalid event (40002). `index` is the offending event
+    /// when the message names it; the rest of the batch is fine.
+    case invalidEvent(index: Int?, message: String)
+    /// The pixel or token is wrong (40001, 40105, HTTP 401/403): pause, consume no attempts.
+    case configurationError(reason: String)
+    /// A response we do not understand: retry a bounded number of times, then dead-letter
+    /// with the full response.
+    case unknown(reason: String, mayHaveReachedTikTok: Bool)
+}
+
+/// Decides what a TikTok Events API response means. Pure: a table of cases is its test.
+///
+/// TikTok answers API errors with HTTP 200 and a non-zero `code`, so the body's `code` is
+/// read first; the HTTP status decides only when the body has none.
+public enum ResponseClassifier {
+    public static func classify(_ result: Result<HTTPResponse, TransportFailure>) -> DeliveryOutcome {
+        switch result {
+        case .failure(let failure):
+            return classify(failure)
+        case .success(let response):
+            return classify(response)
+        }
+    }
+
+    public static func classify(_ failure: TransportFailure) -> DeliveryOutcome {
+        switch failure.kind {
+        case .connect:
+            return .retry(reason: "connection failed: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: false)
+        case .timeout:
+            return .retry(reason: "timed out: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
+        case .reset:
+            return .retry(reason: "connection reset: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
+        case .other:
+            return .retry(reason: "transport error: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
+        }
+    }
+
+    public static func classify(_ response: HTTPResponse) -> DeliveryOutcome {
+        let retryAfter = response.headers["retry-after"].flatMap(parseRetryAfter)
+        let body = try? JSONParser.parse(response.body)
+        let code = body?["code"].flatMap { Normalise.integer($0) }.map(Int.init)
+        let message = body?["message"]?.stringValue.map { boundedError($0, limit: 500) } ?? ""
+        let described = "HTTP \(response.status)" + (code.map { ", code \($0)" } ?? "") + (message.isEmpty ? "" : ": \(message)")
+
+        if let code {
+            switch code {
+            case 0 where (200..<300).contains(response.status):
+                return .delivered
+            case 40002:
+                return .invalidEvent(index: offendingIndex(in: message), message: described)
+            case 40001:
+                return .configurationError(reason: "TikTok says this access token has no permission on the pixel (40001): check the pixel code and the token's pixel. \(message)")
+            case 40105:
+                return .configurationError(reason: "TikTok rejected the access token (40105: wrong or revoked): put a valid token in the token file. \(message)")
+            case 40100:
+                return .rateLimited(reason: described, retryAfterMillis: retryAfter)
+            case 50000..<60000:
+                return .retry(reason: described, retryAfterMillis: retryAfter, mayHaveReachedTikTok: true)
+            default:
+                break
+            }
+        }
+        switch response.status {
+        case 429:
+            return .rateLimited(reason: described, retryAfterMillis: retryAfter)
+        case 401, 403:
+            return .configurationError(reason: "TikTok refused the request (\(described)): check the access token and the pixel code")
+        case 500..<600:
+            return .retry(reason: described, retryAfterMillis: retryAfter, mayHaveReachedTikTok: true)
+        case 408:
+            return .retry(reason: described, retryAfterMillis: retryAfter, mayHaveReachedTikTok: false)
+        default:
+            let bodyText = String(decoding: response.body.prefix(600), as: UTF8.self)
+            return .unknown(reason: "unexpected response: HTTP \(response.status): \(bodyText)", mayHaveReachedTikTok: true)
+        }
+    }
+
+    /// `Retry-After` in seconds (the HTTP-date form is rare from API gateways and is ignored).
+    static func parseRetryAfter(_ value: String) -> Int64? {
+        guard let seconds = Int64(value.trimmingWhitespace()), seconds >= 0, seconds < 86_400 else { return nil }
+        return seconds * 1000
+    }
+
+    /// The event index a 40002 message names: `data.3.event_id …`, `data[3]`, `data.3`.
+    public static func offendingIndex(in message: String) -> Int? {
+        let bytes = Array(message.utf8)
+        let key = Array("data".utf8)
+        var i = 0
+        while i + key.count < bytes.count {
+            if bytes[i..<(i + key.count)].elementsEqual(key), i == 0 || !isWordByte(bytes[i - 1]) {
+                var j = i + key.count
+                if j < bytes.count, bytes[j] == UInt8(ascii: ".") || bytes[j] == UInt8(ascii: "[") {
+                    j += 1
+                    let start = j
+                    while j < bytes.count, Normalise.isDigit(bytes[j]) { j += 1 }
+                    if j > start, j - start < 6 { return Int(String(decoding: bytes[start..<j], as: UTF8.self)) }
+                }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    private static func isWordByte(_ b: UInt8) -> Bool {
+        Normalise.isDigit(b) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b | 0x20) || b == UInt8(ascii: "_")
+    }
+}
