@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// A local stand-in for TikTok's Events API 2.0: validates requests as TikTok does, records
 /// what it accepts, counts duplicates by TikTok's dedup key, and misbehaves on demand.
@@ -34,6 +35,7 @@ public final class SandboxServer: Sendable {
     let state: SandboxState
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
+    private let closed = Mutex(false)
 
     /// Binds and starts serving.
     public init(configuration: Configuration) throws {
@@ -67,7 +69,9 @@ public final class SandboxServer: Sendable {
         try channel.closeFuture.wait()
     }
 
+    /// Stops serving and flushes the record file. Safe to call more than once.
     public func close() throws {
+        guard closed.withLock({ (was: inout Bool) -> Bool in defer { was = true }; return !was }) else { return }
         try? channel.close().wait()
         state.flush()
         try group.syncShutdownGracefully()

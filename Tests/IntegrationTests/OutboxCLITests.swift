@@ -76,7 +76,7 @@ struct OutboxCLITests {
         let store = try SQLiteOutboxStore(path: db)
         _ = try store.enqueue([NewEvent(eventID: "bad-1", payload: "not json"), NewEvent(eventID: "bad-2", payload: #"{"event_name":"purchase"}"#)], now: 1_000)
         let rows = try store.claim(limit: 2, owner: "test", leaseUntil: 99_000, now: 1_000)
-        try store.settle(rows.map { .dead(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 40002, error: "data.0.event_id: not a valid string")) },
+        _ = try store.settle(rows.map { .dead(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 40002, error: "data.0.event_id: not a valid string")) },
                          owner: "test", now: 2_000)
 
         let list = try forwarder(["dead", "list", "--db", db])
