@@ -19,7 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "ForwarderDaemon", dependencies: [
             "ForwarderCore", "ForwarderStore", "ForwarderTransport",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "tiktok-forwarder", dependencies: [
             "ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "ForwarderDaemon",
@@ -50,5 +50,6 @@ let package = Package(
         .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"]),
         .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport"]),
+        .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport"]),
     ]
 )

@@ -43,3 +43,29 @@ def update_section(name, body):
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     open(path, "w").write(text)
+
+
+class Sandbox:
+    """`tiktok-forwarder sandbox` on a free loopback port, as a context manager."""
+
+    def __init__(self, binary, *args, token="bench"):
+        self.argv = [binary, "sandbox", "--port", "0", "--access-token", token, *args]
+        self.token = token
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"sandbox did not start: {line!r}")
+        self.url = "http://" + line.split()[-1]
+        return self
+
+    def stats(self):
+        import urllib.request
+        with urllib.request.urlopen(self.url + "/_sandbox/stats") as r:
+            return json.load(r)
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

@@ -116,6 +116,33 @@ public final class InMemoryOutboxStore: OutboxStore {
         }
     }
 
+    public func reclaimLeases(owners: [String], now: UnixMillis) throws -> Int {
+        state.withLock { s in
+            var changed = 0
+            for (id, var row) in s.rows where row.state == .inflight && owners.contains(row.leaseOwner ?? "") {
+                row.state = .pending
+                row.nextAttemptAt = now
+                row.leaseOwner = nil
+                row.leaseExpiresAt = nil
+                s.rows[id] = row
+                changed += 1
+            }
+            return changed
+        }
+    }
+
+    public func unfinishedCount() throws -> Int {
+        state.withLock { s in s.rows.values.filter { $0.state == .pending || $0.state == .inflight }.count }
+    }
+
+    public func dueCount(now: UnixMillis) throws -> Int {
+        state.withLock { s in s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now }.count }
+    }
+
+    public func daemonStatuses() throws -> [DaemonStatus] {
+        state.withLock { s in s.daemons.values.sorted { $0.startedAt < $1.startedAt } }
+    }
+
     public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
         state.withLock { s in
             var changed = 0

@@ -30,6 +30,17 @@ public protocol OutboxStore: AnyObject, Sendable {
     @discardableResult
     func reclaimExpiredLeases(now: UnixMillis) throws -> Int
 
+    /// Returns the rows held by `owners` (daemons known to be gone) to `pending` at once,
+    /// without waiting for their leases; like lease expiry, their attempt stays counted.
+    @discardableResult
+    func reclaimLeases(owners: [String], now: UnixMillis) throws -> Int
+
+    /// Rows not yet final (pending or inflight): cheap, for `run --until-drained`.
+    func unfinishedCount() throws -> Int
+
+    /// Pending rows due by `now`: cheap, for the daemon's status line.
+    func dueCount(now: UnixMillis) throws -> Int
+
     /// Sends dead rows again: back to `pending` with their attempts reset.
     @discardableResult
     func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int
@@ -53,6 +64,7 @@ public protocol OutboxStore: AnyObject, Sendable {
     /// Records (or clears) a running daemon's status, for `status` in other processes.
     func recordDaemonStatus(_ status: DaemonStatus) throws
     func removeDaemonStatus(owner: String) throws
+    func daemonStatuses() throws -> [DaemonStatus]
 }
 
 public struct NewEvent: Sendable, Equatable {

@@ -169,6 +169,44 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         }
     }
 
+    public func reclaimLeases(owners: [String], now: UnixMillis) throws -> Int {
+        guard !owners.isEmpty else { return 0 }
+        return try locked { db in
+            try db.writeTransaction {
+                let reclaim = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL
+                    WHERE state = 'inflight' AND lease_owner IN (SELECT value FROM json_each(?2))
+                    """)
+                try reclaim.bind(1, now).bind(2, jsonStringArray(owners))
+                try reclaim.run()
+                return db.changes
+            }
+        }
+    }
+
+    public func unfinishedCount() throws -> Int {
+        try locked { db in
+            let count = try db.statement("SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) FROM outbox WHERE state = 'inflight')")
+            return try count.step() ? count.int(0) : 0
+        }
+    }
+
+    public func daemonStatuses() throws -> [DaemonStatus] {
+        try locked { db in
+            let daemons = try db.statement("""
+                SELECT owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit FROM daemon_status ORDER BY started_at
+                """)
+            var result: [DaemonStatus] = []
+            while try daemons.step() {
+                result.append(DaemonStatus(owner: daemons.string(0), pid: daemons.int(1), startedAt: daemons.int64(2),
+                                           heartbeatAt: daemons.int64(3), pausedReason: daemons.optionalString(4),
+                                           inFlightLimit: daemons.optionalInt(5)))
+            }
+            return result
+        }
+    }
+
     public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
         try locked { db in
             try db.writeTransaction {

@@ -1,17 +1,41 @@
 import ArgumentParser
 import ForwarderCore
+import ForwarderDaemon
 import ForwarderStore
 import Foundation
 
-/// `--db`, shared by every subcommand that opens the outbox.
+/// `--config` and `--db`, shared by every subcommand that opens the outbox.
+///
+/// Every setting resolves the same way: the configuration file (`--config` or
+/// `$TIKTOK_FORWARDER_CONFIG`), then `TIKTOK_FORWARDER_*` environment variables, then flags.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Path of the SQLite outbox database (default: $TIKTOK_FORWARDER_DB).", valueName: "path"))
+    @Option(help: ArgumentHelp("YAML configuration file (default: $TIKTOK_FORWARDER_CONFIG); see tiktok-forwarder.example.yaml.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("Path of the SQLite outbox database (default: db in the configuration file, or $TIKTOK_FORWARDER_DB).", valueName: "path"))
     var db: String?
 
+    /// The file and environment layers, with `--db` on top.
+    func layers() throws -> ConfigLayers {
+        let environment = ProcessInfo.processInfo.environment
+        var layers = ConfigLayers()
+        do {
+            if let file = config ?? environment["TIKTOK_FORWARDER_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
+                try layers.loadFile(file)
+            }
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        layers.loadEnvironment(environment)
+        layers.set("db", db.flatMap { $0.isEmpty ? nil : $0 }, origin: "--db")
+        return layers
+    }
+
     func path() throws -> String {
-        if let db, !db.isEmpty { return db }
-        if let env = ProcessInfo.processInfo.environment["TIKTOK_FORWARDER_DB"], !env.isEmpty { return env }
-        throw ValidationError("no database: pass --db PATH or set TIKTOK_FORWARDER_DB")
+        guard let db = try layers().scalar("db")?.0 else {
+            throw ValidationError("no database: pass --db PATH, set TIKTOK_FORWARDER_DB, or set db in the configuration file")
+        }
+        return db
     }
 
     /// Opens the outbox, migrating it to the latest schema.

@@ -11,11 +11,13 @@ struct TikTokForwarder: AsyncParsableCommand {
             hashes them, and sends them to TikTok's Events API 2.0 — retrying, isolating bad \
             events, and dead-lettering (with the reason) what can never be sent.
 
-            The database path comes from --db or $TIKTOK_FORWARDER_DB.
+            Settings come from a YAML file (--config or $TIKTOK_FORWARDER_CONFIG), then \
+            TIKTOK_FORWARDER_* environment variables, then flags; the database is --db or \
+            $TIKTOK_FORWARDER_DB.
             """,
         version: ForwarderVersion.string,
         subcommands: [
-            Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
+            Run.self, Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
         ]
     )
 }

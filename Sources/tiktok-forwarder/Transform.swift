@@ -1,5 +1,6 @@
 import ArgumentParser
 import ForwarderCore
+import ForwarderDaemon
 import Foundation
 
 struct Transform: ParsableCommand {
@@ -19,11 +20,20 @@ struct Transform: ParsableCommand {
     @Argument(help: ArgumentHelp("NDJSON file to read (default: standard input).", valueName: "file"))
     var file: String?
 
+    @Option(help: ArgumentHelp("YAML configuration file of the daemon (default: $TIKTOK_FORWARDER_CONFIG): its transform settings apply.", valueName: "file"))
+    var config: String?
+
     @OptionGroup(title: "Transform settings") var transformOptions: TransformOptions
 
     func run() throws {
-        var settings = TransformSettings()
-        try transformOptions.apply(to: &settings)
+        var layers = try DatabaseOptions.parse(config.map { ["--config", $0] } ?? []).layers()
+        try transformOptions.add(to: &layers)
+        let settings: TransformSettings
+        do {
+            settings = try ForwarderConfiguration.transformSettings(layers)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
         let transformer = Transformer(settings: settings)
         let data = try readInput(file)
         let now = currentMillis()

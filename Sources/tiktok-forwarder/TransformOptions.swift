@@ -1,5 +1,6 @@
 import ArgumentParser
 import ForwarderCore
+import ForwarderDaemon
 
 /// The transform settings as flags, shared by `transform` and `run`. Each flag, when given,
 /// overrides the configuration file and the environment.
@@ -34,48 +35,24 @@ struct TransformOptions: ParsableArguments {
     @Option(help: ArgumentHelp("page.url for events that carry none.", valueName: "url"))
     var defaultPageUrl: String?
 
-    /// Applies the flags that were given on top of `settings`.
-    func apply(to settings: inout TransformSettings) throws {
-        if let preset {
-            guard let value = EventNamePreset(rawValue: preset) else {
-                throw ValidationError("--preset: '\(preset)' is not a preset (classic, current)")
-            }
-            settings.preset = value
+    /// Adds the flags that were given as the top configuration layer.
+    func add(to layers: inout ConfigLayers) throws {
+        layers.set("transform.preset", preset, origin: "--preset")
+        if !events.isEmpty {
+            layers.set("transform.events", .table(Dictionary(try events.map { try split($0, option: "--event") }, uniquingKeysWith: { $1 })), origin: "--event")
         }
-        for entry in events {
-            let (source, target) = try split(entry, option: "--event")
-            settings.eventNames[source] = target
+        if forwardUnmapped { layers.set("transform.forward_unmapped", "true", origin: "--forward-unmapped") }
+        if !maps.isEmpty {
+            layers.set("transform.map", .table(Dictionary(try maps.map { try split($0, option: "--map") }, uniquingKeysWith: { $1 })), origin: "--map")
         }
-        if forwardUnmapped { settings.forwardUnmapped = true }
-        for entry in maps {
-            let (target, paths) = try split(entry, option: "--map")
-            guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, option: "--map") }
-            guard let source = FieldSource.parsePaths(paths) else {
-                throw ValidationError("--map \(target): '\(paths)' is not a list of dot-separated paths")
-            }
-            settings.mapping[field] = source
+        if !constants.isEmpty {
+            layers.set("transform.set", .table(Dictionary(try constants.map { try split($0, option: "--set") }, uniquingKeysWith: { $1 })), origin: "--set")
         }
-        for entry in constants {
-            let (target, value) = try split(entry, option: "--set")
-            guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, option: "--set") }
-            settings.mapping[field] = .constant((try? JSONParser.parse(value)) ?? .string(value))
-        }
-        if let defaultPhoneCountry {
-            let code = defaultPhoneCountry.hasPrefix("+") ? String(defaultPhoneCountry.dropFirst()) : defaultPhoneCountry
-            guard (1...3).contains(code.count), code.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-                throw ValidationError("--default-phone-country: '\(defaultPhoneCountry)' is not a calling code (1 to 3 digits, e.g. 33)")
-            }
-            settings.defaultPhoneCountryCode = code
-        }
-        if keepExternalIdCase { settings.lowercaseExternalID = false }
-        if let contentType {
-            guard let value = ContentType(rawValue: contentType) else {
-                throw ValidationError("--content-type: '\(contentType)' is neither product nor product_group")
-            }
-            settings.contentType = value
-        }
-        if let maxAge { settings.maxEventAgeSeconds = try parseDuration(maxAge, option: "--max-age") / 1000 }
-        if let defaultPageUrl { settings.defaultPageURL = defaultPageUrl }
+        layers.set("transform.default_phone_country", defaultPhoneCountry, origin: "--default-phone-country")
+        if keepExternalIdCase { layers.set("transform.keep_external_id_case", "true", origin: "--keep-external-id-case") }
+        layers.set("transform.content_type", contentType, origin: "--content-type")
+        layers.set("transform.max_age", maxAge, origin: "--max-age")
+        layers.set("transform.default_page_url", defaultPageUrl, origin: "--default-page-url")
     }
 
     private func split(_ entry: String, option: String) throws -> (String, String) {
@@ -83,9 +60,5 @@ struct TransformOptions: ParsableArguments {
             throw ValidationError("\(option): '\(entry)' is not of the form name=value")
         }
         return (String(entry[..<eq]).trimmingWhitespace(), String(entry[entry.index(after: eq)...]).trimmingWhitespace())
-    }
-
-    private func unknownTarget(_ target: String, option: String) -> ValidationError {
-        ValidationError("\(option): '\(target)' is not a TikTok field; one of: \(TargetField.allCases.map(\.rawValue).joined(separator: ", "))")
     }
 }

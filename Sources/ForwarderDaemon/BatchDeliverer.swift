@@ -1,0 +1,257 @@
+import ForwarderCore
+import Foundation
+import Logging
+
+/// The wall clock: an I/O seam, so tests can pin time.
+public protocol WallClock: Sendable {
+    func nowMillis() -> UnixMillis
+}
+
+public struct SystemClock: WallClock {
+    public init() {}
+    public func nowMillis() -> UnixMillis {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UnixMillis(ts.tv_sec) * 1000 + UnixMillis(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// One worker's delivery cycle: claim a batch, transform it, send it, settle every row.
+///
+/// Owns a store connection, a transport and a transformer; used by one thread at a time.
+/// Every claimed row leaves `deliverOnce` settled (delivered, skipped, dead, retry) or
+/// released; only a crash leaves it `inflight`, for lease expiry to return it.
+public final class BatchDeliverer {
+    public struct Target: Sendable {
+        public var pixelCode: String
+        public var testEventCode: String?
+        public init(pixelCode: String, testEventCode: String?) {
+            self.pixelCode = pixelCode
+            self.testEventCode = testEventCode
+        }
+    }
+
+    let store: OutboxStore
+    let transport: EventTransport
+    let transformer: Transformer
+    let settings: DeliverySettings
+    let target: Target
+    let owner: String
+    let control: DeliveryControl
+    let token: @Sendable () -> String
+    let clock: WallClock
+    let logger: Logger
+    var random: () -> Double
+
+    public init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
+                owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
+                logger: Logger, random: @escaping () -> Double = { Double.random(in: 0..<1) }) {
+        self.store = store
+        self.transport = transport
+        self.transformer = transformer
+        self.settings = settings
+        self.target = target
+        self.owner = owner
+        self.control = control
+        self.token = token
+        self.clock = clock
+        self.logger = logger
+        self.random = random
+    }
+
+    typealias Item = (row: ClaimedRow, event: [UInt8])
+
+    /// Claims and handles one batch of at most `limit` rows; returns how many rows it claimed.
+    @discardableResult
+    public func deliverOnce(limit: Int? = nil) throws -> Int {
+        let now = clock.nowMillis()
+        let rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
+        guard !rows.isEmpty else { return 0 }
+        // Requests start only while the lease leaves room for a whole one (and a margin).
+        let sendDeadline = now + settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis)
+
+        var settlements: [Settlement] = []
+        var items: [Item] = []
+        var overflow: [Int64] = []
+        var bytes = 256 + target.pixelCode.utf8.count + (target.testEventCode?.utf8.count ?? 0)
+        for row in rows {
+            switch transformer.transform(payload: row.payload, eventID: row.eventID, insertedAtMillis: row.createdAt, nowMillis: now) {
+            case .skipped(let reason):
+                settlements.append(.skipped(id: row.id, reason: reason))
+            case .rejected(let reason):
+                settlements.append(.dead(id: row.id, AttemptRecord(error: "rejected by the transform: \(reason)")))
+                logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
+            case .event(let event, let warnings):
+                let encoded = event.encoded()
+                if !items.isEmpty, bytes + encoded.count + 1 > settings.maxBatchBytes {
+                    overflow.append(row.id)
+                } else {
+                    bytes += encoded.count + 1
+                    items.append((row, encoded))
+                }
+                if !warnings.isEmpty {
+                    logger.debug("optional fields dropped", metadata: ["event_id": "\(row.eventID)", "fields": "\(warnings.joined(separator: "; "))"])
+                }
+            }
+        }
+        if !settlements.isEmpty {
+            try settle(settlements, now: now)
+            let skipped = settlements.filter { if case .skipped = $0 { return true } else { return false } }.count
+            control.record(skipped: skipped, dead: settlements.count - skipped, now: now)
+        }
+        if !overflow.isEmpty {
+            try store.release(ids: overflow, owner: owner, now: now)
+        }
+        if !items.isEmpty {
+            try send(items, sendDeadline: sendDeadline)
+        }
+        return rows.count
+    }
+
+    /// Sends `items` as one request and settles them by the outcome; isolates invalid events.
+    /// Returns how many of them were delivered.
+    @discardableResult
+    private func send(_ items: [Item], sendDeadline: UnixMillis) throws -> Int {
+        guard !items.isEmpty else { return 0 }
+        let startedAt = clock.nowMillis()
+        if control.isStopping || startedAt >= sendDeadline {
+            // Not sent: back to pending without consuming the attempt.
+            try store.release(ids: items.map(\.row.id), owner: owner, now: startedAt)
+            control.record(released: items.count, now: startedAt)
+            return 0
+        }
+        let body = TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map(\.event))
+        let result = transport.post(body: body, accessToken: token())
+        let now = clock.nowMillis()
+        let outcome = ResponseClassifier.classify(result)
+        let (status, code) = Self.statusAndCode(result)
+        logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
+
+        switch outcome {
+        case .delivered:
+            let record = AttemptRecord(httpStatus: status, tiktokCode: code)
+            try settle(items.map { .delivered(id: $0.row.id, record) }, now: now)
+            control.record(requests: 1, delivered: items.count, now: now)
+            if control.resume() { logger.notice("delivery resumed: TikTok accepted a request") }
+            return items.count
+
+        case .invalidEvent(let index, let message):
+            control.record(requests: 1, now: now)
+            return try isolate(items, index: index, message: message, status: status, code: code, sendDeadline: sendDeadline)
+
+        case .configurationError(let reason):
+            control.record(requests: 1, released: items.count, now: now)
+            try store.release(ids: items.map(\.row.id), owner: owner, now: now)
+            if control.paused == nil {
+                logger.error("delivery paused: \(reason)", metadata: ["http_status": "\(status.map(String.init) ?? "-")", "tiktok_code": "\(code.map(String.init) ?? "-")"])
+            }
+            control.pause(reason: reason, probeAt: now + settings.probeIntervalMillis)
+            return 0
+
+        case .rateLimited(let reason, let retryAfter):
+            control.rateLimited()
+            control.record(requests: 1, now: now)
+            logger.warning("rate limited; lowering requests in flight", metadata: ["limit": "\(control.inFlightLimit)", "reason": "\(reason)"])
+            try retry(items, reason: reason, retryAfter: retryAfter, mayHaveReached: false, status: status, code: code, now: now)
+            return 0
+
+        case .retry(let reason, let retryAfter, let mayHaveReached):
+            control.record(requests: 1, now: now)
+            logger.info("request failed; will retry", metadata: ["events": "\(items.count)", "reason": "\(reason)"])
+            try retry(items, reason: reason, retryAfter: retryAfter, mayHaveReached: mayHaveReached, status: status, code: code, now: now)
+            return 0
+
+        case .unknown(let reason, let mayHaveReached):
+            control.record(requests: 1, now: now)
+            logger.warning("unexpected response; will retry", metadata: ["events": "\(items.count)", "reason": "\(reason)"])
+            try retry(items, reason: reason, retryAfter: nil, mayHaveReached: mayHaveReached, status: status, code: code, now: now)
+            return 0
+        }
+    }
+
+    /// TikTok failed the whole request for invalid events (40002). With an index, that event
+    /// is dead and the rest is resent; without one, the batch is bisected. A half that
+    /// passed proves the other half holds the culprit, so that half is split without
+    /// being sent whole: about one request per halving, ~10 for one bad event in 1,000.
+    private func isolate(_ items: [Item], index: Int?, message: String, status: Int?, code: Int?, sendDeadline: UnixMillis) throws -> Int {
+        let now = clock.nowMillis()
+        let reason = "TikTok rejected the event: \(message)"
+        if items.count == 1 {
+            try settle([.dead(id: items[0].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
+            control.record(dead: 1, now: now)
+            logger.warning("event dead-lettered", metadata: ["event_id": "\(items[0].row.eventID)", "reason": "\(reason)"])
+            return 0
+        }
+        if let index, items.indices.contains(index) {
+            try settle([.dead(id: items[index].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
+            control.record(dead: 1, now: now)
+            logger.warning("event dead-lettered", metadata: ["event_id": "\(items[index].row.eventID)", "reason": "\(reason)"])
+            var rest = items
+            rest.remove(at: index)
+            return try send(rest, sendDeadline: sendDeadline)
+        }
+        return try bisect(items, knownBad: true, message: message, status: status, code: code, sendDeadline: sendDeadline)
+    }
+
+    private func bisect(_ items: [Item], knownBad: Bool, message: String, status: Int?, code: Int?, sendDeadline: UnixMillis) throws -> Int {
+        guard items.count > 1 else {
+            if knownBad {
+                return try isolate(items, index: 0, message: message + " (isolated by bisection)", status: status, code: code, sendDeadline: sendDeadline)
+            }
+            return try send(items, sendDeadline: sendDeadline)
+        }
+        let left = Array(items[..<(items.count / 2)])
+        let right = Array(items[(items.count / 2)...])
+        let leftDelivered = try send(left, sendDeadline: sendDeadline)
+        if leftDelivered == left.count && !control.isStopping && clock.nowMillis() < sendDeadline {
+            return leftDelivered + (try bisect(right, knownBad: true, message: message, status: status, code: code, sendDeadline: sendDeadline))
+        }
+        return leftDelivered + (try send(right, sendDeadline: sendDeadline))
+    }
+
+    private func retry(_ items: [Item], reason: String, retryAfter: Int64?, mayHaveReached: Bool, status: Int?, code: Int?, now: UnixMillis) throws {
+        var settlements: [Settlement] = []
+        var dead = 0
+        for (row, _) in items {
+            let firstSent = row.firstSentAt ?? (mayHaveReached ? now : nil)
+            let record = AttemptRecord(httpStatus: status, tiktokCode: code, error: reason, mayHaveReachedTikTok: mayHaveReached)
+            switch settings.retry.decide(attempts: row.attempts, createdAt: row.createdAt, firstSentAt: firstSent,
+                                         retryAfterMillis: retryAfter, lastError: reason, now: now, random: random()) {
+            case .retry(let at):
+                settlements.append(.retry(id: row.id, at: at, record))
+            case .dead(let why):
+                var deadRecord = record
+                deadRecord.error = why
+                settlements.append(.dead(id: row.id, deadRecord))
+                dead += 1
+                logger.warning("event dead-lettered", metadata: ["event_id": "\(row.eventID)", "reason": "\(why)"])
+            }
+        }
+        try settle(settlements, now: now)
+        control.record(dead: dead, retried: items.count - dead, now: now)
+    }
+
+    private func settle(_ settlements: [Settlement], now: UnixMillis) throws {
+        let changed = try store.settle(settlements, owner: owner, now: now)
+        if changed < settlements.count {
+            logger.warning("lease lost before settling; another daemon took these rows over", metadata: ["rows": "\(settlements.count - changed)"])
+        }
+    }
+
+    static func statusAndCode(_ result: Result<HTTPResponse, TransportFailure>) -> (Int?, Int?) {
+        guard case .success(let response) = result else { return (nil, nil) }
+        let code = (try? JSONParser.parse(response.body))?["code"].flatMap { Normalise.integer($0) }.map(Int.init)
+        return (response.status, code)
+    }
+
+    static func name(_ outcome: DeliveryOutcome) -> String {
+        switch outcome {
+        case .delivered: return "delivered"
+        case .retry: return "retry"
+        case .rateLimited: return "rate_limited"
+        case .invalidEvent: return "invalid_event"
+        case .configurationError: return "configuration_error"
+        case .unknown: return "unknown"
+        }
+    }
+}

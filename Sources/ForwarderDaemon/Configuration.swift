@@ -1,0 +1,308 @@
+import ForwarderCore
+import Foundation
+import Yams
+
+/// One configuration value as written in the file, the environment or a flag.
+public enum ConfigValue: Sendable, Equatable {
+    case scalar(String)
+    /// A table such as `transform.events` (source name → TikTok name).
+    case table([String: String])
+}
+
+/// Configuration keys and where each value came from. Layers merge in order (file, then
+/// environment, then flags): a later scalar replaces an earlier one, tables merge by key.
+public struct ConfigLayers: Sendable {
+    public private(set) var values: [String: (value: ConfigValue, origin: String)] = [:]
+
+    public init() {}
+
+    public mutating func set(_ key: String, _ value: ConfigValue, origin: String) {
+        if case .table(let new) = value, case .table(var old)? = values[key]?.value {
+            old.merge(new) { _, newer in newer }
+            values[key] = (.table(old), origin)
+        } else {
+            values[key] = (value, origin)
+        }
+    }
+
+    public mutating func set(_ key: String, _ text: String?, origin: String) {
+        if let text { set(key, .scalar(text), origin: origin) }
+    }
+
+    public func scalar(_ key: String) -> (String, origin: String)? {
+        guard case .scalar(let text)? = values[key]?.value else { return nil }
+        return (text, values[key]!.origin)
+    }
+
+    public func table(_ key: String) -> ([String: String], origin: String)? {
+        guard case .table(let table)? = values[key]?.value else { return nil }
+        return (table, values[key]!.origin)
+    }
+
+    /// Reads a YAML configuration file (see `tiktok-forwarder.example.yaml`). Unknown keys are
+    /// refused, so a typo does not silently leave a default in place.
+    public mutating func loadFile(_ path: String) throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read the configuration file \(path): \((error as NSError).localizedDescription)")
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError("\(path) is not valid YAML: \(error)")
+        }
+        guard let node else { return }
+        guard let mapping = node.mapping else { throw ConfigurationError("\(path): the top level must be a mapping of keys to values") }
+        try flatten(mapping, prefix: "", file: path)
+    }
+
+    private mutating func flatten(_ mapping: Node.Mapping, prefix: String, file: String) throws {
+        for (keyNode, valueNode) in mapping {
+            guard let name = keyNode.string else { throw ConfigurationError("\(file): a key is not a string") }
+            let key = prefix + name
+            let origin = "\(file) (\(key))"
+            if ConfigKeys.tables.contains(key) {
+                guard let table = valueNode.mapping else { throw ConfigurationError("\(origin): must be a mapping") }
+                var entries: [String: String] = [:]
+                for (k, v) in table {
+                    guard let k = k.string, let v = v.scalar?.string else { throw ConfigurationError("\(origin): entries must be text") }
+                    entries[k] = v
+                }
+                set(key, .table(entries), origin: origin)
+            } else if let nested = valueNode.mapping {
+                guard ConfigKeys.sections.contains(key) else { throw ConfigurationError("\(origin): unknown section; known: \(ConfigKeys.sections.sorted().joined(separator: ", "))") }
+                try flatten(nested, prefix: key + ".", file: file)
+            } else if let scalar = valueNode.scalar {
+                guard ConfigKeys.scalars.contains(key) else { throw ConfigurationError("\(origin): unknown key '\(key)'; see tiktok-forwarder.example.yaml for the list") }
+                // An empty value or `null` in the file means "use the default".
+                if scalar.string.isEmpty || (scalar.style == .plain && ["null", "~"].contains(scalar.string)) { continue }
+                set(key, .scalar(scalar.string), origin: origin)
+            } else {
+                throw ConfigurationError("\(origin): lists are not supported here")
+            }
+        }
+    }
+
+    /// Applies the `TIKTOK_FORWARDER_*` variables: every scalar key, its dots as underscores,
+    /// upper-cased (`delivery.max_in_flight` → `TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT`).
+    public mutating func loadEnvironment(_ environment: [String: String]) {
+        for key in ConfigKeys.scalars {
+            let name = ConfigKeys.environmentName(key)
+            if let value = environment[name], !value.isEmpty { set(key, .scalar(value), origin: name) }
+        }
+    }
+}
+
+/// The stable names of the configuration.
+public enum ConfigKeys {
+    public static let sections: Set<String> = ["delivery", "transform"]
+    public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
+    public static let scalars: [String] = [
+        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code",
+        "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
+        "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
+        "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
+        "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin",
+        "transform.preset", "transform.forward_unmapped", "transform.default_phone_country",
+        "transform.keep_external_id_case", "transform.content_type", "transform.max_age", "transform.default_page_url",
+    ]
+
+    public static func environmentName(_ key: String) -> String {
+        "TIKTOK_FORWARDER_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Everything `run` needs, validated. Built by ``ForwarderConfiguration/resolve(_:environment:)``.
+public struct ForwarderConfiguration: Sendable {
+    public var databasePath: String
+    public var endpoint: String
+    public var pixelCode: String
+    public var accessTokenFile: String
+    public var testEventCode: String?
+    public var delivery = DeliverySettings()
+    public var transform = TransformSettings()
+
+    public static let defaultEndpoint = "https://business-api.tiktok.com"
+
+    /// Validates the layers for the daemon. `environment` supplies `$CREDENTIALS_DIRECTORY`.
+    public static func resolve(_ layers: ConfigLayers, environment: [String: String]) throws -> ForwarderConfiguration {
+        guard let db = layers.scalar("db")?.0 else {
+            throw ConfigurationError("no database: set db in the configuration file, TIKTOK_FORWARDER_DB, or --db")
+        }
+        let endpoint = layers.scalar("endpoint")?.0 ?? defaultEndpoint
+        try checkEndpoint(endpoint, origin: layers.scalar("endpoint")?.origin ?? "the default")
+        guard let pixel = layers.scalar("pixel_code")?.0.trimmingWhitespace(), !pixel.isEmpty else {
+            throw ConfigurationError("no pixel code: set pixel_code in the configuration file, TIKTOK_FORWARDER_PIXEL_CODE, or --pixel-code")
+        }
+        let tokenFile: String
+        if let file = layers.scalar("access_token_file")?.0 {
+            tokenFile = file
+        } else if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty {
+            tokenFile = credentials + "/access-token"
+        } else {
+            throw ConfigurationError("no access token: set access_token_file (TIKTOK_FORWARDER_ACCESS_TOKEN_FILE, --access-token-file) or provide the systemd credential 'access-token'; the token itself is never accepted on the command line")
+        }
+        _ = try AccessTokenFile.read(tokenFile)
+        var config = ForwarderConfiguration(databasePath: db, endpoint: endpoint, pixelCode: pixel, accessTokenFile: tokenFile,
+                                            testEventCode: layers.scalar("test_event_code")?.0)
+        config.delivery = try DeliverySettings.resolve(layers)
+        config.transform = try transformSettings(layers)
+        return config
+    }
+
+    /// Only https, except for loopback (the sandbox, a local proxy).
+    public static func checkEndpoint(_ endpoint: String, origin: String) throws {
+        guard let url = URL(string: endpoint), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
+            throw ConfigurationError("endpoint '\(endpoint)' (from \(origin)) is not a URL such as https://business-api.tiktok.com")
+        }
+        let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw ConfigurationError("endpoint '\(endpoint)' (from \(origin)) must use https; plain http is allowed only to loopback (127.0.0.1, localhost)")
+        }
+    }
+
+    /// The transform settings alone (what `transform` needs).
+    public static func transformSettings(_ layers: ConfigLayers) throws -> TransformSettings {
+        var settings = TransformSettings()
+        if let (preset, origin) = layers.scalar("transform.preset") {
+            guard let value = EventNamePreset(rawValue: preset) else { throw ConfigurationError("\(origin): '\(preset)' is not a preset (classic, current)") }
+            settings.preset = value
+        }
+        if let (events, _) = layers.table("transform.events") {
+            for (source, target) in events { settings.eventNames[source] = target }
+        }
+        if let (text, origin) = layers.scalar("transform.forward_unmapped") { settings.forwardUnmapped = try bool(text, origin) }
+        if let (maps, origin) = layers.table("transform.map") {
+            for (target, paths) in maps {
+                guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, origin) }
+                guard let source = FieldSource.parsePaths(paths) else {
+                    throw ConfigurationError("\(origin): \(target): '\(paths)' is not a list of dot-separated paths")
+                }
+                settings.mapping[field] = source
+            }
+        }
+        if let (constants, origin) = layers.table("transform.set") {
+            for (target, value) in constants {
+                guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, origin) }
+                settings.mapping[field] = .constant((try? JSONParser.parse(value)) ?? .string(value))
+            }
+        }
+        if let (country, origin) = layers.scalar("transform.default_phone_country") {
+            let code = country.hasPrefix("+") ? String(country.dropFirst()) : country
+            guard (1...3).contains(code.count), code.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw ConfigurationError("\(origin): '\(country)' is not a calling code (1 to 3 digits, e.g. 33)")
+            }
+            settings.defaultPhoneCountryCode = code
+        }
+        if let (text, origin) = layers.scalar("transform.keep_external_id_case") { settings.lowercaseExternalID = !(try bool(text, origin)) }
+        if let (text, origin) = layers.scalar("transform.content_type") {
+            guard let value = ContentType(rawValue: text) else { throw ConfigurationError("\(origin): '\(text)' is neither product nor product_group") }
+            settings.contentType = value
+        }
+        if let (text, origin) = layers.scalar("transform.max_age") { settings.maxEventAgeSeconds = try duration(text, origin) / 1000 }
+        if let (text, _) = layers.scalar("transform.default_page_url") { settings.defaultPageURL = text }
+        return settings
+    }
+
+    static func unknownTarget(_ target: String, _ origin: String) -> ConfigurationError {
+        ConfigurationError("\(origin): '\(target)' is not a TikTok field; one of: \(TargetField.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+
+    static func bool(_ text: String, _ origin: String) throws -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw ConfigurationError("\(origin): '\(text)' is not true or false")
+        }
+    }
+
+    static func duration(_ text: String, _ origin: String) throws -> Int64 {
+        guard let millis = Durations.parseMillis(text) else {
+            throw ConfigurationError("\(origin): '\(text)' is not a duration such as 500ms, 30s, 5m, 24h or 7d")
+        }
+        return millis
+    }
+
+    static func integer(_ text: String, _ origin: String, _ range: ClosedRange<Int>) throws -> Int {
+        guard let value = Int(text.trimmingWhitespace()), range.contains(value) else {
+            throw ConfigurationError("\(origin): '\(text)' is not a whole number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return value
+    }
+}
+
+/// How the daemon delivers. Defaults suit TikTok; tests and benchmarks shorten the times.
+public struct DeliverySettings: Sendable, Equatable {
+    /// Events per request (TikTok accepts at most 1,000).
+    public var maxBatchEvents = 1_000
+    /// Request body cap in bytes; rows beyond it wait for the next batch.
+    public var maxBatchBytes = 4 << 20
+    /// Requests in flight at most (each on its own worker thread and connection).
+    public var maxInFlight = 4
+    /// How long an idle worker waits before looking for new rows again.
+    public var lingerMillis: Int64 = 50
+    /// How long a claim is held. Must outlive a request, so it is at least 3 request timeouts.
+    public var leaseMillis: Int64 = 120_000
+    public var requestTimeoutMillis: Int64 = 30_000
+    public var connectTimeoutMillis: Int64 = 5_000
+    public var retry = RetryPolicy()
+    /// How often a paused daemon retries with one event (after a configuration error).
+    public var probeIntervalMillis: Int64 = 30_000
+    /// How long SIGTERM waits for requests in flight.
+    public var shutdownBudgetMillis: Int64 = 20_000
+    /// Delivered and skipped rows are deleted this long after they finished.
+    public var retentionMillis: Int64 = 7 * 86_400_000
+
+    public init() {}
+
+    static func resolve(_ layers: ConfigLayers) throws -> DeliverySettings {
+        var d = DeliverySettings()
+        typealias C = ForwarderConfiguration
+        if let (t, o) = layers.scalar("delivery.max_batch_events") { d.maxBatchEvents = try C.integer(t, o, 1...TrackRequest.maximumEvents) }
+        if let (t, o) = layers.scalar("delivery.max_batch_bytes") { d.maxBatchBytes = try C.integer(t, o, 4_096...(64 << 20)) }
+        if let (t, o) = layers.scalar("delivery.max_in_flight") { d.maxInFlight = try C.integer(t, o, 1...64) }
+        if let (t, o) = layers.scalar("delivery.linger") { d.lingerMillis = try C.duration(t, o) }
+        if let (t, o) = layers.scalar("delivery.request_timeout") { d.requestTimeoutMillis = max(1, try C.duration(t, o)) }
+        if let (t, o) = layers.scalar("delivery.connect_timeout") { d.connectTimeoutMillis = max(1, try C.duration(t, o)) }
+        if let (t, o) = layers.scalar("delivery.lease") {
+            d.leaseMillis = try C.duration(t, o)
+            guard d.leaseMillis >= 3 * d.requestTimeoutMillis else {
+                throw ConfigurationError("\(o): the lease (\(t)) must be at least 3 request timeouts (\(Durations.format(millis: 3 * d.requestTimeoutMillis))) so that a claim outlives its requests")
+            }
+        } else {
+            d.leaseMillis = max(d.leaseMillis, 3 * d.requestTimeoutMillis)
+        }
+        if let (t, o) = layers.scalar("delivery.max_attempts") { d.retry.maxAttempts = try C.integer(t, o, 1...1_000) }
+        if let (t, o) = layers.scalar("delivery.max_age") { d.retry.maxAgeMillis = try C.duration(t, o) }
+        if let (t, o) = layers.scalar("delivery.backoff_base") { d.retry.baseMillis = max(1, try C.duration(t, o)) }
+        if let (t, o) = layers.scalar("delivery.backoff_max") { d.retry.capMillis = max(d.retry.baseMillis, try C.duration(t, o)) }
+        if let (t, o) = layers.scalar("delivery.dedup_window_margin") { d.retry.dedupWindowMarginMillis = try C.duration(t, o) }
+        if let (t, o) = layers.scalar("delivery.probe_interval") { d.probeIntervalMillis = max(10, try C.duration(t, o)) }
+        if let (t, o) = layers.scalar("delivery.shutdown_budget") { d.shutdownBudgetMillis = try C.duration(t, o) }
+        if let (t, o) = layers.scalar("delivery.retention") { d.retentionMillis = try C.duration(t, o) }
+        return d
+    }
+}
+
+/// The access token, read from its file. Surrounding whitespace (a trailing newline) is ignored.
+public enum AccessTokenFile {
+    public static func read(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("cannot read the access token file \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")")
+        }
+        let token = String(decoding: data, as: UTF8.self).trimmingWhitespace()
+        guard !token.isEmpty else { throw ConfigurationError("the access token file \(path) is empty") }
+        guard !token.contains(where: { $0.isNewline || $0 == "\0" }) else {
+            throw ConfigurationError("the access token file \(path) holds more than one line")
+        }
+        return token
+    }
+}

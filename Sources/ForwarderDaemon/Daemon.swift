@@ -1,0 +1,290 @@
+import ForwarderCore
+import ForwarderStore
+import ForwarderTransport
+import Foundation
+import Logging
+import Synchronization
+
+/// `tiktok-forwarder run`: the delivery daemon.
+///
+/// Threads, not tasks: every worker blocks in SQLite and libcurl, so each runs on its own
+/// thread with its own store connection, transport (one reused connection) and transformer.
+/// The main thread supervises: signals (through a self-pipe, whichever thread receives
+/// them), systemd notifications, the status row, lease reclaim, retention, shutdown.
+public final class Daemon {
+    public let configuration: ForwarderConfiguration
+    let logger: Logger
+    let environment: [String: String]
+    let clock: WallClock
+    public let owner: String
+    let notifier: SystemdNotifier
+
+    public init(configuration: ForwarderConfiguration, logger: Logger, environment: [String: String], clock: WallClock = SystemClock()) {
+        self.configuration = configuration
+        self.logger = logger
+        self.environment = environment
+        self.clock = clock
+        owner = "\(Self.hostname()):\(getpid()):\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        notifier = SystemdNotifier(environment: environment)
+    }
+
+    /// Runs until SIGTERM / SIGINT (or, with `untilDrained`, until no row is pending or in
+    /// flight). Returns the process exit status.
+    public func run(untilDrained: Bool = false) throws -> Int32 {
+        let settings = configuration.delivery
+        SignalPipe.install([SIGTERM, SIGINT, SIGHUP])
+        signal(SIGPIPE, SIG_IGN)
+
+        let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
+        let tokens = try TokenSource(path: configuration.accessTokenFile, logger: logger)
+        let startedAt = clock.nowMillis()
+        try reclaimAtStart(store, now: startedAt)
+        try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
+                                                  inFlightLimit: settings.maxInFlight))
+        let control = DeliveryControl(maxInFlight: settings.maxInFlight)
+        let workers = Workers(count: settings.maxInFlight, now: startedAt)
+        let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
+        logger.notice("started", metadata: [
+            "version": "\(ForwarderVersion.string)", "db": "\(configuration.databasePath)", "endpoint": "\(trackURL)",
+            "pixel_code": "\(configuration.pixelCode)", "workers": "\(settings.maxInFlight)",
+            "test_event_code": "\(configuration.testEventCode ?? "-")",
+        ])
+        notifier.notify("READY=1\nSTATUS=started\nMAINPID=\(getpid())")
+
+        for index in 0..<settings.maxInFlight {
+            let configuration = configuration
+            let owner = owner
+            let logger = logger
+            let clock = clock
+            let thread = Thread {
+                defer { workers.finished(index) }
+                do {
+                    try Self.work(index: index, configuration: configuration, owner: owner, control: control, workers: workers,
+                                  tokens: tokens, clock: clock, logger: logger, trackURL: trackURL)
+                } catch {
+                    logger.critical("delivery worker stopped: \(error)")
+                    workers.failed()
+                    control.stop()
+                }
+            }
+            thread.name = "delivery-\(index)"
+            thread.start()
+        }
+
+        var stopDeadline: UnixMillis?
+        var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt)
+        var lastTokenVersion = tokens.changes
+        var exitCode: Int32 = 0
+        while true {
+            let signals = SignalPipe.wait(millis: 200)
+            let now = clock.nowMillis()
+            for signal in signals {
+                switch signal {
+                case SIGHUP:
+                    logger.notice("SIGHUP: reloading the access token")
+                    tokens.reload()
+                default:
+                    if stopDeadline == nil {
+                        logger.notice("stopping: finishing requests in flight", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")", "budget": "\(Durations.format(millis: settings.shutdownBudgetMillis))"])
+                        notifier.notify("STOPPING=1")
+                        stopDeadline = now + settings.shutdownBudgetMillis
+                        control.stop()
+                    } else {
+                        logger.warning("second signal: exiting now; rows still in flight return to pending at the next start or when their lease expires")
+                        notifier.notify("STOPPING=1")
+                        exit(1)
+                    }
+                }
+            }
+            if control.paused != nil {
+                _ = tokens.current(now: now)  // notices a corrected token file
+            }
+            if tokens.changes != lastTokenVersion {
+                lastTokenVersion = tokens.changes
+                if control.paused != nil {
+                    logger.notice("access token changed while paused: probing now")
+                    control.probeSoon()
+                }
+            }
+            if let interval = notifier.watchdogIntervalMillis, now >= next.watchdog {
+                next.watchdog = now + interval
+                if workers.allAlive(now: now, within: settings.requestTimeoutMillis + settings.lingerMillis + 10_000) {
+                    notifier.notify("WATCHDOG=1")
+                } else {
+                    logger.error("a delivery worker has made no progress; withholding the watchdog keep-alive")
+                }
+            }
+            do {
+                if now >= next.status {
+                    next.status = now + 2_000
+                    let paused = control.paused
+                    try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: now,
+                                                              pausedReason: paused, inFlightLimit: control.inFlightLimit))
+                    let due = try store.dueCount(now: now)
+                    let rate = control.deliveryRate(now: now)
+                    notifier.notify("STATUS=" + (paused.map { "PAUSED: \($0) — " } ?? "") + "\(due) pending, \(Int(rate.rounded())) events/s delivered (last minute)")
+                }
+                if now >= next.reclaim {
+                    next.reclaim = now + max(1_000, min(15_000, settings.leaseMillis / 2))
+                    let reclaimed = try store.reclaimExpiredLeases(now: now)
+                    if reclaimed > 0 { logger.warning("reclaimed rows whose lease expired (a daemon stopped without settling them)", metadata: ["rows": "\(reclaimed)"]) }
+                }
+                if now >= next.purge, stopDeadline == nil {
+                    next.purge = now + 60_000
+                    var purged = 0
+                    for _ in 0..<20 {
+                        let n = try store.purgeFinished(finishedBefore: now - settings.retentionMillis, limit: 5_000)
+                        purged += n
+                        if n < 5_000 { break }
+                    }
+                    if purged > 0 { logger.info("purged finished rows past retention", metadata: ["rows": "\(purged)"]) }
+                }
+                if untilDrained, stopDeadline == nil, now >= next.drained {
+                    next.drained = now + 100
+                    if try store.unfinishedCount() == 0 {
+                        logger.notice("outbox drained: stopping")
+                        stopDeadline = now + settings.shutdownBudgetMillis
+                        control.stop()
+                    }
+                }
+            } catch {
+                logger.error("database error in housekeeping (will retry): \(error)")
+            }
+            if workers.anyFailed, stopDeadline == nil {
+                stopDeadline = now + settings.shutdownBudgetMillis
+                exitCode = 1
+            }
+            if let deadline = stopDeadline {
+                if workers.allFinished { break }
+                if now >= deadline {
+                    logger.warning("shutdown budget spent with requests still in flight; their rows return to pending at the next start")
+                    break
+                }
+            }
+        }
+        try? store.removeDaemonStatus(owner: owner)
+        let counters = control.snapshot
+        logger.notice("stopped", metadata: ["delivered": "\(counters.delivered)", "skipped": "\(counters.skipped)", "dead": "\(counters.dead)",
+                                            "requests": "\(counters.requests)", "retried": "\(counters.retried)"])
+        return exitCode
+    }
+
+    /// At start, rows held by daemons on this host whose process is gone return to pending
+    /// at once (their leases need not expire), and expired leases anywhere are reclaimed.
+    private func reclaimAtStart(_ store: SQLiteOutboxStore, now: UnixMillis) throws {
+        let host = Self.hostname()
+        var gone: [String] = []
+        for daemon in try store.daemonStatuses() {
+            let parts = daemon.owner.split(separator: ":")
+            guard parts.count == 3, String(parts[0]) == host, let pid = Int32(parts[1]), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { gone.append(daemon.owner) }
+        }
+        let reclaimed = try store.reclaimLeases(owners: gone, now: now) + store.reclaimExpiredLeases(now: now)
+        for owner in gone { try store.removeDaemonStatus(owner: owner) }
+        if reclaimed > 0 {
+            logger.notice("reclaimed rows left in flight by a stopped daemon", metadata: ["rows": "\(reclaimed)"])
+        }
+    }
+
+    private static func work(index: Int, configuration: ForwarderConfiguration, owner: String, control: DeliveryControl, workers: Workers,
+                             tokens: TokenSource, clock: WallClock, logger: Logger, trackURL: String) throws {
+        let settings = configuration.delivery
+        let store = try SQLiteOutboxStore(path: configuration.databasePath, migrate: false)
+        let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
+                                                               totalTimeoutMillis: Int(settings.requestTimeoutMillis)))
+        let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: configuration.transform),
+                                       settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode),
+                                       owner: owner, control: control, token: { tokens.current(now: clock.nowMillis()) }, clock: clock,
+                                       logger: logger)
+        while true {
+            let now = clock.nowMillis()
+            workers.heartbeat(index, now: now)
+            let turn = control.nextTurn(now: now, waitMillis: max(settings.lingerMillis, 10))
+            switch turn {
+            case .stop:
+                return
+            case .wait:
+                continue
+            case .deliver, .probe:
+                let claimed: Int
+                do {
+                    claimed = try deliverer.deliverOnce(limit: turn == .probe ? 1 : nil)
+                } catch {
+                    control.endTurn(turn)
+                    logger.error("database error while delivering (will retry in 1 s): \(error)")
+                    control.idle(millis: 1_000)
+                    continue
+                }
+                control.endTurn(turn)
+                if turn == .probe, claimed == 0, let reason = control.paused {
+                    control.pause(reason: reason, probeAt: clock.nowMillis() + settings.lingerMillis * 10)
+                }
+                if claimed == 0, turn == .deliver {
+                    control.idle(millis: settings.lingerMillis)
+                }
+            }
+        }
+    }
+
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(cString: buffer).replacingOccurrences(of: ":", with: "_")
+    }
+}
+
+/// Per-worker liveness, for the watchdog and shutdown.
+final class Workers: Sendable {
+    private let state: Mutex<(heartbeats: [UnixMillis], running: Int, failed: Bool)>
+
+    init(count: Int, now: UnixMillis) {
+        state = Mutex((Array(repeating: now, count: count), count, false))
+    }
+
+    func heartbeat(_ index: Int, now: UnixMillis) { state.withLock { $0.heartbeats[index] = now } }
+    func finished(_ index: Int) { state.withLock { $0.running -= 1; $0.heartbeats[index] = .max } }
+    func failed() { state.withLock { $0.failed = true } }
+    var anyFailed: Bool { state.withLock { $0.failed } }
+    var allFinished: Bool { state.withLock { $0.running == 0 } }
+    func allAlive(now: UnixMillis, within: Int64) -> Bool {
+        state.withLock { s in s.heartbeats.allSatisfy { $0 == .max || now - $0 <= within } }
+    }
+}
+
+/// Signals through a self-pipe: the handler only writes the signal number (async-signal-safe);
+/// the main thread reads it with `poll`, so it works whichever thread the kernel picks.
+enum SignalPipe {
+    nonisolated(unsafe) static var fds: [Int32] = [-1, -1]
+    nonisolated(unsafe) static var writeFD: Int32 = -1
+
+    static func install(_ signals: [Int32]) {
+        guard writeFD < 0 else { return }
+        var pair: [Int32] = [-1, -1]
+        _ = pipe(&pair)
+        for fd in pair {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        fds = pair
+        writeFD = pair[1]
+        for signal in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                var byte = UInt8(truncatingIfNeeded: number)
+                _ = write(SignalPipe.writeFD, &byte, 1)
+            }
+            action.sa_flags = SA_RESTART
+            sigemptyset(&action.sa_mask)
+            sigaction(signal, &action, nil)
+        }
+    }
+
+    /// Signals received, waiting up to `millis` for the first.
+    static func wait(millis: Int32) -> [Int32] {
+        var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, millis) > 0 else { return [] }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let n = read(fds[0], &buffer, buffer.count)
+        return n > 0 ? buffer[0..<n].map { Int32($0) } : []
+    }
+}

@@ -1,0 +1,164 @@
+import ForwarderCore
+import Foundation
+
+/// What the worker threads share: stop and pause, the in-flight limit (AIMD), counters.
+///
+/// One lock; every wait is bounded so a stop request is noticed within a linger.
+public final class DeliveryControl: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var limit: ConcurrencyLimit
+    private var inFlight = 0
+    private var stopping = false
+    private var pausedReason: String?
+    private var nextProbeAt: UnixMillis = 0
+    private var probing = false
+    private var counters = Counters()
+    private var deliveredTimes: [(at: UnixMillis, count: Int)] = []
+
+    public struct Counters: Sendable, Equatable {
+        public var delivered = 0
+        public var skipped = 0
+        public var dead = 0
+        public var retried = 0
+        public var requests = 0
+        public var rateLimited = 0
+        public var released = 0
+    }
+
+    public init(maxInFlight: Int) {
+        limit = ConcurrencyLimit(maximum: maxInFlight)
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    // MARK: stop
+
+    public var isStopping: Bool { locked { stopping } }
+
+    public func stop() {
+        locked {
+            stopping = true
+            condition.broadcast()
+        }
+    }
+
+    /// Sleeps up to `millis`, returning early on stop or ``wake()``.
+    public func idle(millis: Int64) {
+        condition.lock()
+        defer { condition.unlock() }
+        if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Double(max(millis, 1)) / 1000)) }
+    }
+
+    public func wake() { locked { condition.broadcast() } }
+
+    // MARK: in-flight slots
+
+    /// What a worker may do next.
+    public enum Turn: Equatable {
+        case deliver
+        /// Delivery is paused; this worker sends one small batch to see whether it still is.
+        case probe
+        case wait
+        case stop
+    }
+
+    /// Takes a slot when the limit allows and delivery is not paused (waits up to `millis`).
+    public func nextTurn(now: UnixMillis, waitMillis: Int64) -> Turn {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: Double(max(waitMillis, 1)) / 1000)
+        while true {
+            if stopping { return .stop }
+            if pausedReason != nil {
+                if !probing, now >= nextProbeAt {
+                    probing = true
+                    inFlight += 1
+                    return .probe
+                }
+            } else if inFlight < limit.current {
+                inFlight += 1
+                return .deliver
+            }
+            if !condition.wait(until: deadline) { return .wait }
+        }
+    }
+
+    public func endTurn(_ turn: Turn) {
+        locked {
+            inFlight -= 1
+            if turn == .probe { probing = false }
+            condition.broadcast()
+        }
+    }
+
+    // MARK: pause
+
+    public var paused: String? { locked { pausedReason } }
+
+    /// Delivery stops; one probe every `probeInterval`.
+    public func pause(reason: String, probeAt: UnixMillis) {
+        locked {
+            pausedReason = reason
+            nextProbeAt = probeAt
+        }
+    }
+
+    /// Probe now (the token file changed).
+    public func probeSoon() {
+        locked {
+            nextProbeAt = 0
+            condition.broadcast()
+        }
+    }
+
+    /// Returns true when this call lifted a pause.
+    @discardableResult
+    public func resume() -> Bool {
+        locked {
+            let was = pausedReason != nil
+            pausedReason = nil
+            condition.broadcast()
+            return was
+        }
+    }
+
+    // MARK: outcomes
+
+    public var inFlightLimit: Int { locked { limit.current } }
+
+    public func rateLimited() { locked { limit.rateLimited(); counters.rateLimited += 1 } }
+
+    public func record(requests: Int = 0, delivered: Int = 0, skipped: Int = 0, dead: Int = 0, retried: Int = 0, released: Int = 0, now: UnixMillis) {
+        locked {
+            counters.requests += requests
+            counters.delivered += delivered
+            counters.skipped += skipped
+            counters.dead += dead
+            counters.retried += retried
+            counters.released += released
+            if delivered > 0 {
+                for _ in 0..<requests { limit.succeeded() }
+                deliveredTimes.append((now, delivered))
+                if deliveredTimes.count > 4_096 { deliveredTimes.removeFirst(deliveredTimes.count - 2_048) }
+            }
+            condition.broadcast()
+        }
+    }
+
+    public var snapshot: Counters { locked { counters } }
+
+    /// Events delivered per second over the last minute.
+    public func deliveryRate(now: UnixMillis) -> Double {
+        locked {
+            let since = now - 60_000
+            let recent = deliveredTimes.filter { $0.at > since }
+            guard let first = recent.first else { return 0 }
+            let span = max(Double(now - min(first.at, now - 1_000)) / 1000, 1)
+            return Double(recent.reduce(0) { $0 + $1.count }) / span
+        }
+    }
+}

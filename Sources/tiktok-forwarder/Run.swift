@@ -1,0 +1,111 @@
+import ArgumentParser
+import ForwarderCore
+import ForwarderDaemon
+import Foundation
+import Logging
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deliver the outbox to TikTok: the daemon.",
+        discussion: """
+            Claims due rows in batches (up to 1,000 events), maps and hashes them, and POSTs \
+            them to TikTok's Events API with several requests in flight over reused connections. \
+            Failed requests are retried with exponential backoff and full jitter (honouring \
+            Retry-After); rate limiting also lowers the requests in flight. An event TikTok \
+            rejects (40002) is dead-lettered alone and the rest of its batch is resent. A token \
+            or pixel error (40001, 40105, HTTP 401/403) pauses delivery without consuming \
+            attempts; a probe retries every --probe-interval, and a changed token file (or \
+            SIGHUP) is picked up without a restart.
+
+            Configuration: the YAML file (--config or $TIKTOK_FORWARDER_CONFIG), then \
+            TIKTOK_FORWARDER_* environment variables, then these flags. The access token is read \
+            from --access-token-file / $TIKTOK_FORWARDER_ACCESS_TOKEN_FILE or from \
+            $CREDENTIALS_DIRECTORY/access-token (systemd LoadCredential=); it is never accepted \
+            on the command line and never logged.
+
+            SIGTERM or SIGINT: stop claiming, finish requests in flight within \
+            --shutdown-budget, return unsent rows to pending, exit 0. A second signal exits at \
+            once (rows in flight return to pending at the next start). Under systemd \
+            (Type=notify) it sends READY=1, STATUS=, WATCHDOG=1 and STOPPING=1.
+
+            Logs go to standard error, one line per event worth attention.
+            """
+    )
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: ArgumentHelp("Events API base URL (default https://business-api.tiktok.com; http only to loopback).", valueName: "url"))
+    var endpoint: String?
+    @Option(help: ArgumentHelp("The TikTok pixel code (event_source_id).", valueName: "code"))
+    var pixelCode: String?
+    @Option(help: ArgumentHelp("File holding the access token (default: $CREDENTIALS_DIRECTORY/access-token).", valueName: "file"))
+    var accessTokenFile: String?
+    @Option(help: ArgumentHelp("Send test_event_code (events show in Events Manager's test tab).", valueName: "code"))
+    var testEventCode: String?
+
+    @Option(help: ArgumentHelp("Events per request, 1…1000 (default 1000).", valueName: "n")) var maxBatchEvents: String?
+    @Option(help: ArgumentHelp("Request body cap in bytes (default 4194304).", valueName: "bytes")) var maxBatchBytes: String?
+    @Option(help: ArgumentHelp("Requests in flight at most (default 4).", valueName: "n")) var maxInFlight: String?
+    @Option(help: ArgumentHelp("How soon new rows are picked up when idle (default 50ms).", valueName: "duration")) var linger: String?
+    @Option(help: ArgumentHelp("Claim lease, ≥ 3 request timeouts (default 2m).", valueName: "duration")) var lease: String?
+    @Option(help: ArgumentHelp("Whole-request timeout (default 30s).", valueName: "duration")) var requestTimeout: String?
+    @Option(help: ArgumentHelp("Connect timeout (default 5s).", valueName: "duration")) var connectTimeout: String?
+    @Option(help: ArgumentHelp("Attempts before a row is dead (default 30).", valueName: "n")) var maxAttempts: String?
+    @Option(help: ArgumentHelp("Dead-letter rows still failing this long after insert (default 3d).", valueName: "duration")) var deliveryMaxAge: String?
+    @Option(help: ArgumentHelp("First backoff ceiling (default 1s).", valueName: "duration")) var backoffBase: String?
+    @Option(help: ArgumentHelp("Largest backoff ceiling (default 10m).", valueName: "duration")) var backoffMax: String?
+    @Option(help: ArgumentHelp("While paused, retry with one event this often (default 30s).", valueName: "duration")) var probeInterval: String?
+    @Option(help: ArgumentHelp("On SIGTERM, wait this long for requests in flight (default 35s).", valueName: "duration")) var shutdownBudget: String?
+    @Option(help: ArgumentHelp("Delete delivered and skipped rows this long after they finish (default 7d).", valueName: "duration")) var retention: String?
+
+    @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo).") var untilDrained = false
+    @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error.", valueName: "level")) var logLevel = "notice"
+
+    @OptionGroup(title: "Transform settings") var transformOptions: TransformOptions
+
+    /// The effective configuration of file, environment and these flags.
+    func resolve(environment: [String: String]) throws -> ForwarderConfiguration {
+        var layers = try database.layers()
+        let flags: [(String, String?, String)] = [
+            ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"),
+            ("access_token_file", accessTokenFile, "--access-token-file"), ("test_event_code", testEventCode, "--test-event-code"),
+            ("delivery.max_batch_events", maxBatchEvents, "--max-batch-events"), ("delivery.max_batch_bytes", maxBatchBytes, "--max-batch-bytes"),
+            ("delivery.max_in_flight", maxInFlight, "--max-in-flight"), ("delivery.linger", linger, "--linger"),
+            ("delivery.lease", lease, "--lease"), ("delivery.request_timeout", requestTimeout, "--request-timeout"),
+            ("delivery.connect_timeout", connectTimeout, "--connect-timeout"), ("delivery.max_attempts", maxAttempts, "--max-attempts"),
+            ("delivery.max_age", deliveryMaxAge, "--delivery-max-age"), ("delivery.backoff_base", backoffBase, "--backoff-base"),
+            ("delivery.backoff_max", backoffMax, "--backoff-max"), ("delivery.probe_interval", probeInterval, "--probe-interval"),
+            ("delivery.shutdown_budget", shutdownBudget, "--shutdown-budget"), ("delivery.retention", retention, "--retention"),
+        ]
+        for (key, value, flag) in flags { layers.set(key, value, origin: flag) }
+        try transformOptions.add(to: &layers)
+        do {
+            var configuration = try ForwarderConfiguration.resolve(layers, environment: environment)
+            if layers.scalar("delivery.shutdown_budget") == nil {
+                configuration.delivery.shutdownBudgetMillis = configuration.delivery.requestTimeoutMillis + 5_000
+            }
+            return configuration
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let configuration = try resolve(environment: environment)
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, environment: environment) }
+        let logger = Logger(label: "tiktok-forwarder")
+        let daemon = Daemon(configuration: configuration, logger: logger, environment: environment)
+        let code: Int32
+        do {
+            code = try daemon.run(untilDrained: untilDrained)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
