@@ -50,6 +50,6 @@ let package = Package(
         .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"]),
         .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport"]),
-        .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport"]),
+        .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport", .product(name: "Logging", package: "swift-log")]),
     ]
 )

@@ -65,6 +65,7 @@ public struct ConfigLayers: Sendable {
             let key = prefix + name
             let origin = "\(file) (\(key))"
             if ConfigKeys.tables.contains(key) {
+                if valueNode.scalar.map({ $0.string.isEmpty || $0.string == "null" || $0.string == "~" }) == true { continue }  // left empty
                 guard let table = valueNode.mapping else { throw ConfigurationError("\(origin): must be a mapping") }
                 var entries: [String: String] = [:]
                 for (k, v) in table {
@@ -163,7 +164,9 @@ public struct ForwarderConfiguration: Sendable {
         guard let url = URL(string: endpoint), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
             throw ConfigurationError("endpoint '\(endpoint)' (from \(origin)) is not a URL such as https://business-api.tiktok.com")
         }
-        let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        let ipv4Loopback = octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        let loopback = host == "localhost" || ipv4Loopback || host == "::1" || host == "[::1]"
         guard scheme == "https" || (scheme == "http" && loopback) else {
             throw ConfigurationError("endpoint '\(endpoint)' (from \(origin)) must use https; plain http is allowed only to loopback (127.0.0.1, localhost)")
         }
@@ -256,8 +259,8 @@ public struct DeliverySettings: Sendable, Equatable {
     public var retry = RetryPolicy()
     /// How often a paused daemon retries with one event (after a configuration error).
     public var probeIntervalMillis: Int64 = 30_000
-    /// How long SIGTERM waits for requests in flight.
-    public var shutdownBudgetMillis: Int64 = 20_000
+    /// How long SIGTERM waits for requests in flight (default: a request timeout and 5 s).
+    public var shutdownBudgetMillis: Int64 = 35_000
     /// Delivered and skipped rows are deleted this long after they finished.
     public var retentionMillis: Int64 = 7 * 86_400_000
 
@@ -286,7 +289,11 @@ public struct DeliverySettings: Sendable, Equatable {
         if let (t, o) = layers.scalar("delivery.backoff_max") { d.retry.capMillis = max(d.retry.baseMillis, try C.duration(t, o)) }
         if let (t, o) = layers.scalar("delivery.dedup_window_margin") { d.retry.dedupWindowMarginMillis = try C.duration(t, o) }
         if let (t, o) = layers.scalar("delivery.probe_interval") { d.probeIntervalMillis = max(10, try C.duration(t, o)) }
-        if let (t, o) = layers.scalar("delivery.shutdown_budget") { d.shutdownBudgetMillis = try C.duration(t, o) }
+        if let (t, o) = layers.scalar("delivery.shutdown_budget") {
+            d.shutdownBudgetMillis = try C.duration(t, o)
+        } else {
+            d.shutdownBudgetMillis = d.requestTimeoutMillis + 5_000
+        }
         if let (t, o) = layers.scalar("delivery.retention") { d.retentionMillis = try C.duration(t, o) }
         return d
     }

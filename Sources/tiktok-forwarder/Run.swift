@@ -80,11 +80,7 @@ struct Run: ParsableCommand {
         for (key, value, flag) in flags { layers.set(key, value, origin: flag) }
         try transformOptions.add(to: &layers)
         do {
-            var configuration = try ForwarderConfiguration.resolve(layers, environment: environment)
-            if layers.scalar("delivery.shutdown_budget") == nil {
-                configuration.delivery.shutdownBudgetMillis = configuration.delivery.requestTimeoutMillis + 5_000
-            }
-            return configuration
+            return try ForwarderConfiguration.resolve(layers, environment: environment)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }

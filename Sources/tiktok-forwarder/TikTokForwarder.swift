@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ForwarderCore
 
 @main
@@ -20,4 +21,29 @@ struct TikTokForwarder: AsyncParsableCommand {
             Run.self, Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
         ]
     )
+
+    /// Usage errors exit 2 (the Unix convention, and what scripts around `transform` and
+    /// `enqueue` test for) instead of ArgumentParser's 64.
+    static func main() async {
+        // A parent may have spawned us with these blocked (the mask survives exec): the
+        // daemon and the sandbox must hear them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, number) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError(fullMessage(for: error))
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
 }

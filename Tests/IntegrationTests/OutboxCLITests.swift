@@ -108,3 +108,42 @@ struct OutboxCLITests {
 func pythonString(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
 }
+
+@Suite("transform on mixed input")
+struct TransformCLITests {
+    @Test("good, unmapped, malformed and id-less lines: one result per line, exit 0; bad usage exits 2")
+    func mixed() throws {
+        let directory = TemporaryDirectory()
+        let input = """
+            {"event_id":"p1","event_name":"purchase","page":{"location":{"href":"https://s.example/"}},"user":{"email":" Jane@Example.com "},"value":"12.50","currency":"eur"}
+            {"event_id":"u1","event_name":"scroll_depth","page":{"location":{"href":"https://s.example/"}}}
+            {"event_id":"m1","event_name":
+            {"event_name":"purchase","page":{"location":{"href":"https://s.example/"}}}
+
+            [1,2,3]
+            {"context":{"event_id":"c1"},"event_name":"add_to_cart","page":{"location":{"href":"https://s.example/p"}}}
+            """
+        let result = try ChildProcess.run(Repository.binary, ["transform", "--set", "user.locale=fr-FR"], stdin: Data(input.utf8), in: directory)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONParser.parse(String($0)) }
+        #expect(lines.map { $0["line"] } == [1, 2, 3, 4, 6, 7].map { JSON.number("\($0)") })
+        #expect(lines.map { $0["outcome"]?.stringValue } == ["event", "skipped", "rejected", "rejected", "rejected", "event"])
+        let event = try #require(lines[0]["event"])
+        #expect(event["event"]?.stringValue == "CompletePayment" && event["event_id"]?.stringValue == "p1")
+        #expect(event["user"]?["email"]?.stringValue == SHA256Hasher().hexDigest("jane@example.com"))
+        #expect(event["user"]?["locale"]?.stringValue == "fr-FR")
+        #expect(event["properties"]?["currency"]?.stringValue == "EUR")
+        #expect(!result.stdout.contains("Jane") && !result.stdout.contains("jane@"))
+        #expect(lines[1]["reason"]?.stringValue?.contains("scroll_depth") == true && lines[1]["event"] == nil)
+        #expect(lines[2]["reason"]?.stringValue?.contains("not JSON") == true)
+        #expect(lines[3]["reason"]?.stringValue?.contains("no event id") == true)
+        #expect(lines[5]["event"]?["event_id"]?.stringValue == "c1")
+
+        let usage = try ChildProcess.run(Repository.binary, ["transform", "--preset", "modern"], stdin: Data(), in: directory)
+        #expect(usage.status == 2 && usage.stderr.contains("'modern' is not a preset"))
+        let config = directory.path + "/c.yaml"
+        try "transform:\n  events:\n    scroll_depth: ViewContent\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let mapped = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
+        #expect(mapped.stdout.split(separator: "\n")[1].contains(#""outcome":"event""#))
+    }
+}

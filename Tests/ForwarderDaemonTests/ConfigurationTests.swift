@@ -1,0 +1,101 @@
+import ForwarderCore
+@testable import ForwarderDaemon
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Configuration: file, then environment, then flags")
+struct ConfigurationTests {
+    static func file(_ text: String, in directory: TemporaryDirectory) throws -> String {
+        let path = directory.path + "/config.yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("the example file in the repository loads, and every key in it is known")
+    func example() throws {
+        var layers = ConfigLayers()
+        try layers.loadFile(Repository.root + "/tiktok-forwarder.example.yaml")
+        #expect(layers.scalar("delivery.max_in_flight")?.0 == "4")
+        #expect(layers.scalar("pixel_code")?.0 == "CXXXXXXXXXXXXXXXXXXX")
+        let delivery = try DeliverySettings.resolve(layers)
+        #expect(delivery == DeliverySettings(), "the example documents the defaults")
+        #expect(try ForwarderConfiguration.transformSettings(layers) == TransformSettings())
+    }
+
+    @Test("environment overrides the file, flags override the environment; tables merge by key")
+    func precedence() throws {
+        let directory = TemporaryDirectory()
+        try "tok\n".write(toFile: directory.path + "/token", atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(try Self.file("""
+            db: /from/file.sqlite
+            pixel_code: FILEPIXEL
+            access_token_file: \(directory.path)/token
+            delivery:
+              max_in_flight: 2
+              linger: 20ms
+            transform:
+              events:
+                signup: CompleteRegistration
+                quote: Contact
+            """, in: directory))
+        layers.loadEnvironment(["TIKTOK_FORWARDER_DB": "/from/env.sqlite", "TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT": "6", "OTHER": "x"])
+        layers.set("delivery.max_in_flight", "8", origin: "--max-in-flight")
+        layers.set("transform.events", .table(["quote": "SubmitForm"]), origin: "--event")
+        let config = try ForwarderConfiguration.resolve(layers, environment: [:])
+        #expect(config.databasePath == "/from/env.sqlite")
+        #expect(config.pixelCode == "FILEPIXEL")
+        #expect(config.delivery.maxInFlight == 8 && config.delivery.lingerMillis == 20)
+        #expect(config.transform.eventNames == ["signup": "CompleteRegistration", "quote": "SubmitForm"])
+        #expect(config.endpoint == "https://business-api.tiktok.com")
+    }
+
+    @Test("the token comes from $CREDENTIALS_DIRECTORY when no file is named")
+    func credentials() throws {
+        let directory = TemporaryDirectory()
+        try "secret\n".write(toFile: directory.path + "/access-token", atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        layers.set("db", "/x.sqlite", origin: "--db")
+        layers.set("pixel_code", "P", origin: "--pixel-code")
+        let config = try ForwarderConfiguration.resolve(layers, environment: ["CREDENTIALS_DIRECTORY": directory.path])
+        #expect(config.accessTokenFile == directory.path + "/access-token")
+        #expect(try AccessTokenFile.read(config.accessTokenFile) == "secret")
+    }
+
+    @Test("mistakes are refused with the key and where it came from", arguments: [
+        ("delivery:\n  max_in_fligth: 3\n", "unknown key 'delivery.max_in_fligth'"),
+        ("delivery:\n  max_in_flight: lots\n", "(delivery.max_in_flight): 'lots' is not a whole number"),
+        ("delivery:\n  linger: soon\n", "'soon' is not a duration"),
+        ("delivery:\n  request_timeout: 10s\n  lease: 20s\n", "must be at least 3 request timeouts"),
+        ("transform:\n  preset: modern\n", "'modern' is not a preset"),
+        ("transform:\n  map:\n    user.mail: a.b\n", "'user.mail' is not a TikTok field"),
+        ("endpoint: http://business-api.tiktok.com\n", "must use https"),
+        ("endpoint: [1, 2]\n", "lists are not supported"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        ("db: [unclosed\n", "is not valid YAML"),
+    ])
+    func refusals(yaml: String, message: String) throws {
+        let directory = TemporaryDirectory()
+        try "tok".write(toFile: directory.path + "/token", atomically: true, encoding: .utf8)
+        let error = #expect(throws: ConfigurationError.self) {
+            var layers = ConfigLayers()
+            try layers.loadFile(try Self.file(yaml, in: directory))
+            layers.set("db", "/x.sqlite", origin: "--db")
+            layers.set("pixel_code", "P", origin: "--pixel-code")
+            layers.set("access_token_file", directory.path + "/token", origin: "--access-token-file")
+            _ = try ForwarderConfiguration.resolve(layers, environment: [:])
+        }
+        #expect(error?.description.contains(message) == true, "\(error?.description ?? "no error")")
+    }
+
+    @Test("loopback may use plain http; other hosts must use https")
+    func endpoints() throws {
+        for ok in ["https://business-api.tiktok.com", "http://127.0.0.1:8080", "http://localhost:1", "https://proxy.internal/tiktok"] {
+            #expect(throws: Never.self) { try ForwarderConfiguration.checkEndpoint(ok, origin: "test") }
+        }
+        for bad in ["http://business-api.tiktok.com", "ftp://127.0.0.1", "business-api.tiktok.com", "http://127.0.0.1.evil.example"] {
+            #expect(throws: ConfigurationError.self) { try ForwarderConfiguration.checkEndpoint(bad, origin: "test") }
+        }
+    }
+}
