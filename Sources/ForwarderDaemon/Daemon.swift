@@ -92,7 +92,7 @@ public final class Daemon {
                     } else {
                         logger.warning("second signal: exiting now; rows still in flight return to pending at the next start or when their lease expires")
                         notifier.notify("STOPPING=1")
-                        exit(1)
+                        _exit(1)  // not exit(): atexit handlers would tear down libraries the workers are using
                     }
                 }
             }
@@ -166,6 +166,11 @@ public final class Daemon {
         let counters = control.snapshot
         logger.notice("stopped", metadata: ["delivered": "\(counters.delivered)", "skipped": "\(counters.skipped)", "dead": "\(counters.dead)",
                                             "requests": "\(counters.requests)", "retried": "\(counters.retried)"])
+        if !workers.allFinished {
+            // Workers are still blocked in requests: leave without running atexit handlers
+            // under them. Their rows stay in flight and are reclaimed at the next start.
+            _exit(exitCode)
+        }
         return exitCode
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ForwarderCore
+import ForwarderStore
 import ForwarderTransport
 import Foundation
 import Synchronization
@@ -9,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro-benchmarks used by scripts/bench-* (not for production use).",
         shouldDisplay: false,
-        subcommands: [TransformSpeed.self, TransportSpeed.self]
+        subcommands: [TransformSpeed.self, TransportSpeed.self, StoreSpeed.self]
     )
 
     struct TransformSpeed: ParsableCommand {
@@ -94,6 +95,31 @@ struct Bench: ParsableCommand {
             func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : (sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000).rounded() / 1000 }
             print(#"{"body_bytes":\#(body.count),"events_per_request":\#(count),"in_flight":\#(inFlight),"requests":\#(r.requests),"failures":\#(r.failures),"#
                 + #""connections":\#(r.connections),"posts_per_second":\#(Int(Double(r.requests) / elapsed)),"p50_ms":\#(percentile(0.5)),"p99_ms":\#(percentile(0.99))}"#)
+        }
+    }
+
+    struct StoreSpeed: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "store",
+            abstract: "The storage ceiling: claim 1,000 and settle them delivered until nothing is due, with no transform and no HTTP; print JSON.")
+
+        @Option(help: "The outbox database.") var db: String
+        @Option(help: "Rows per claim.") var batch = 1_000
+
+        func run() throws {
+            let store = try SQLiteOutboxStore(path: db)
+            let clock = ContinuousClock()
+            let start = clock.now
+            var rows = 0
+            while true {
+                let now = currentMillis()
+                let claimed = try store.claim(limit: batch, owner: "bench", leaseUntil: now + 60_000, now: now)
+                if claimed.isEmpty { break }
+                try store.settle(claimed.map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }, owner: "bench", now: now)
+                rows += claimed.count
+            }
+            let seconds = Double((clock.now - start) / .milliseconds(1)) / 1000
+            print(#"{"rows":\#(rows),"seconds":\#(seconds),"rows_per_second":\#(Int(Double(rows) / max(seconds, 0.001)))}"#)
         }
     }
 }

@@ -91,6 +91,19 @@ struct DeliveryTests {
         #expect(transport.requests.count - 1 <= 20, "extra requests: \(transport.requests.count - 1)")
     }
 
+    @Test("the byte cap splits a claim: what does not fit is released without consuming its attempt")
+    func byteCap() throws {
+        let store = InMemoryOutboxStore()
+        _ = try store.enqueue((0..<10).map { Self.event("e\($0)") }, now: Self.now)
+        let transport = ScriptedTransport { _ in ScriptedTransport.ok() }
+        let deliverer = Self.deliverer(store, transport) { $0.maxBatchBytes = 1_200 }
+        try deliverer.deliverOnce()
+        let first = try #require(transport.requests.first)
+        #expect(first.count > 1 && first.count < 10)
+        let pending = try store.claim(limit: 10, owner: "x", leaseUntil: Self.now + 1, now: Self.now)
+        #expect(pending.count == 10 - first.count && pending.allSatisfy { $0.attempts == 1 })
+    }
+
     @Test("a configuration error pauses, dead-letters nothing and refunds the attempt")
     func configurationError() throws {
         let store = InMemoryOutboxStore()

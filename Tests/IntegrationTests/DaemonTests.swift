@@ -242,10 +242,13 @@ struct DaemonTests {
         for i in 0..<30 { events.append(NewEvent(eventID: "junk-\(i)", payload: i % 3 == 0 ? "not json {" : i % 3 == 1 ? #"{"page":{}}"# : "[1,2]")) }
         events.shuffle()
         try rig.enqueue(events)
-        let daemon = try rig.daemon()
+        let daemon = try rig.daemon(environment: ["JOURNAL_STREAM": "8:12345"])
         #expect(try rig.waitDrained(timeout: 30))
         let stats = try rig.stats()
         #expect(stats.count(.delivered) == 1_000 && stats.count(.dead) == 30)
+        let logLines = daemon.stderr.split(separator: "\n")
+        #expect(logLines.allSatisfy { $0.hasPrefix("<") }, "journald priority prefixes")
+        #expect(logLines.contains { $0.hasPrefix("<4>WARNING event dead-lettered") })
         let reasons = try rig.store.deadLetters(limit: 100).map { $0.error ?? "" }
         #expect(reasons.filter { $0.contains("not JSON") }.count == 10)
         #expect(reasons.filter { $0.contains("no event_name") }.count == 10)
@@ -253,6 +256,37 @@ struct DaemonTests {
         #expect(daemon.process.isRunning)
         daemon.signal(SIGTERM)
         #expect(daemon.wait(timeout: 20) == 0)
+    }
+
+    @Test("a second SIGTERM exits at once; the next start reclaims the interrupted rows and delivers everything")
+    func secondSignal() throws {
+        let rig = try Rig(sandbox: ["--delay-ms", "1500"])
+        try rig.enqueue(Rig.events(2_000))
+        let daemon = try rig.daemon(["--max-batch-events", "250", "--request-timeout", "4s", "--lease", "60s"])
+        #expect(try waitUntil(timeout: 10) { try rig.stats().count(.inflight) > 0 })
+        daemon.signal(SIGTERM)
+        #expect(waitUntil(timeout: 5) { daemon.stderr.contains("stopping: finishing requests in flight") })
+        let sent = Date()
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 10) == 1)
+        #expect(Date().timeIntervalSince(sent) < 1, "at once, not after the requests in flight")
+        #expect(try rig.stats().count(.inflight) > 0, "rows were left in flight under a 60 s lease")
+        let next = try rig.daemon(["--until-drained", "--request-timeout", "4s", "--lease", "60s"], name: "daemon-2")
+        #expect(next.wait(timeout: 60) == 0)
+        #expect(next.stderr.contains("reclaimed rows left in flight by a stopped daemon"))
+        #expect(try rig.stats().count(.delivered) == 2_000)
+    }
+
+    @Test("retention: delivered rows past it are purged; dead rows stay")
+    func retention() throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(300) + [NewEvent(eventID: "junk", payload: "nope")])
+        #expect(try rig.daemon(["--until-drained"], name: "first").wait(timeout: 60) == 0)
+        #expect(try rig.stats().count(.delivered) == 300)
+        usleep(20_000)
+        #expect(try rig.daemon(["--until-drained", "--retention", "10ms"], name: "second").wait(timeout: 60) == 0)
+        let stats = try rig.stats()
+        #expect(stats.count(.delivered) == 0 && stats.count(.dead) == 1)
     }
 
     @Test("start-up refuses a plain-http remote endpoint, a missing token and a missing pixel code, clearly")
