@@ -34,6 +34,10 @@ public final class Daemon {
         let settings = configuration.delivery
         SignalPipe.install([SIGTERM, SIGINT, SIGHUP])
         signal(SIGPIPE, SIG_IGN)
+        // glibc gives each thread that allocates its own malloc arena; with a worker per
+        // request in flight that fragmentation was most of the resident set at full drain.
+        // Two arenas cost nothing measurable in throughput.
+        _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
 
         let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
         let tokens = try TokenSource(path: configuration.accessTokenFile, logger: logger)
@@ -293,3 +297,7 @@ enum SignalPipe {
         return n > 0 ? buffer[0..<n].map { Int32($0) } : []
     }
 }
+
+/// glibc's `mallopt` (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -1,3 +1,4 @@
+import Glibc
 import CSQLite
 
 /// A SQLite result code turned into an error. It carries the statement's SQL, never the
@@ -28,7 +29,9 @@ public final class SQLiteConnection {
 
     /// Opens (creating if needed) the database at `path`.
     /// - Parameter busyTimeoutMillis: how long a statement waits for another process's lock.
-    public init(path: String, busyTimeoutMillis: Int32 = 5_000, readOnly: Bool = false) throws(SQLiteError) {
+    /// - Parameter fullSync: fsync the WAL at every commit (`synchronous = FULL`): what a
+    ///   producer needs, so an acknowledged insert survives a power loss.
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000, readOnly: Bool = false, fullSync: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
@@ -39,7 +42,17 @@ public final class SQLiteConnection {
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, busyTimeoutMillis)
+        // Not sqlite3_busy_timeout: its handler sleeps 1, 2, 5, 10 … 100 ms between tries, so
+        // against producers committing thousands of times a second a waiter keeps waking
+        // after the lock was free and taken again (measured: insert → acknowledged p99 ~1 s
+        // at 5,000 events/s). Polling every 0.25 ms keeps waits as short as the holder's
+        // transaction; the total wait is still bounded by the timeout.
+        let tries = Int(max(busyTimeoutMillis, 0)) * 4
+        sqlite3_busy_handler(db, { context, count in
+            guard Int(count) < Int(bitPattern: context) else { return 0 }
+            usleep(250)
+            return 1
+        }, UnsafeMutableRawPointer(bitPattern: tries))
         if !readOnly {
             // A new database gets 16 KiB pages (the size must be chosen before WAL is on):
             // ~1.2 KB payloads then cost a quarter of the write syscalls, which measured
@@ -48,11 +61,12 @@ public final class SQLiteConnection {
             let isNew = try pages.step() && pages.int64(0) == 0
             pages.reset()
             if isNew { try execute("PRAGMA page_size = 16384") }
-            // WAL lets producers write while the daemon reads; NORMAL sync is durable against
-            // process crashes, and a power loss can at worst forget a recent settle, which
-            // makes the daemon resend (never lose) those events.
+            // WAL lets producers write while the daemon reads. The daemon uses NORMAL sync:
+            // durable against process crashes, and a power loss can at worst forget a recent
+            // claim or settle, which makes it resend (never lose) those events. Producers
+            // (`enqueue`) use FULL.
             try execute("PRAGMA journal_mode = WAL")
-            try execute("PRAGMA synchronous = NORMAL")
+            try execute(fullSync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
         }
     }
 

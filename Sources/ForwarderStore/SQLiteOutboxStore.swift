@@ -11,9 +11,10 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     public let path: String
 
     /// Opens the database at `path` and migrates it to the latest schema.
-    public init(path: String, busyTimeoutMillis: Int32 = 5_000, migrate: Bool = true) throws {
+    /// - Parameter fullSync: fsync every commit; for producers (see ``SQLiteConnection``).
+    public init(path: String, busyTimeoutMillis: Int32 = 5_000, migrate: Bool = true, fullSync: Bool = false) throws {
         self.path = path
-        connection = try SQLiteConnection(path: path, busyTimeoutMillis: busyTimeoutMillis)
+        connection = try SQLiteConnection(path: path, busyTimeoutMillis: busyTimeoutMillis, fullSync: fullSync)
         if migrate {
             try Migrator.migrate(connection)
         } else {
