@@ -9,7 +9,9 @@ packages=(
   libssl-dev            # SHA-256 via libcrypto (libcurl4-openssl-dev does not pull it in)
   sqlite3               # the operator's shell; tests run the README's SQL through it
   pkg-config            # SwiftPM finds the libraries above through it
-  python3               # the notify-socket listener in tests and the Python peer in benchmarks
+  python3               # the event generator, README snippets and the Python peer in benchmarks
+  curl                  # tests read the sandbox's stats endpoint with it
+  systemd               # systemd-analyze: tests verify the unit and rate its exposure (nothing is started)
 )
 
 missing=()

@@ -32,6 +32,37 @@ struct Run: ParsableCommand {
             """
     )
 
+    @OptionGroup var options: RunOptions
+    @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo).") var untilDrained = false
+    @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error.", valueName: "level")) var logLevel = "notice"
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let configuration: ForwarderConfiguration
+        do {
+            configuration = try options.resolve(environment: environment)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, environment: environment) }
+        let logger = Logger(label: "tiktok-forwarder")
+        let daemon = Daemon(configuration: configuration, logger: logger, environment: environment)
+        let code: Int32
+        do {
+            code = try daemon.run(untilDrained: untilDrained)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// Every setting of the daemon as a flag; shared by `run` and `config check`.
+struct RunOptions: ParsableArguments {
     @OptionGroup var database: DatabaseOptions
 
     @Option(help: ArgumentHelp("Events API base URL (default https://business-api.tiktok.com; http only to loopback).", valueName: "url"))
@@ -58,13 +89,16 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM, wait this long for requests in flight (default 35s).", valueName: "duration")) var shutdownBudget: String?
     @Option(help: ArgumentHelp("Delete delivered and skipped rows this long after they finish (default 7d).", valueName: "duration")) var retention: String?
 
-    @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo).") var untilDrained = false
-    @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error.", valueName: "level")) var logLevel = "notice"
 
     @OptionGroup(title: "Transform settings") var transformOptions: TransformOptions
 
     /// The effective configuration of file, environment and these flags.
     func resolve(environment: [String: String]) throws -> ForwarderConfiguration {
+        try ForwarderConfiguration.resolve(layers(), environment: environment)
+    }
+
+    /// File, environment and these flags, unvalidated (for `config check` to show).
+    func layers() throws -> ConfigLayers {
         var layers = try database.layers()
         let flags: [(String, String?, String)] = [
             ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"),
@@ -79,29 +113,6 @@ struct Run: ParsableCommand {
         ]
         for (key, value, flag) in flags { layers.set(key, value, origin: flag) }
         try transformOptions.add(to: &layers)
-        do {
-            return try ForwarderConfiguration.resolve(layers, environment: environment)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        }
-    }
-
-    func run() throws {
-        let environment = ProcessInfo.processInfo.environment
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
-        let configuration = try resolve(environment: environment)
-        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, environment: environment) }
-        let logger = Logger(label: "tiktok-forwarder")
-        let daemon = Daemon(configuration: configuration, logger: logger, environment: environment)
-        let code: Int32
-        do {
-            code = try daemon.run(untilDrained: untilDrained)
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
-        }
-        if code != 0 { throw ExitCode(code) }
+        return layers
     }
 }

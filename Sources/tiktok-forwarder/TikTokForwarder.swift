@@ -18,7 +18,7 @@ struct TikTokForwarder: AsyncParsableCommand {
             """,
         version: ForwarderVersion.string,
         subcommands: [
-            Run.self, Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
+            Run.self, Config.self, Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
         ]
     )
 
