@@ -139,6 +139,22 @@ public final class InMemoryOutboxStore: OutboxStore {
         state.withLock { s in s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now }.count }
     }
 
+    public func backlog() throws -> Backlog {
+        state.withLock { s in
+            var b = Backlog()
+            for row in s.rows.values {
+                switch row.state {
+                case .pending: b.pending += 1
+                case .inflight: b.inflight += 1
+                case .dead: b.dead += 1
+                default: continue
+                }
+                if row.state != .dead { b.oldestCreatedAt = min(b.oldestCreatedAt ?? .max, row.createdAt) }
+            }
+            return b
+        }
+    }
+
     public func daemonStatuses() throws -> [DaemonStatus] {
         state.withLock { s in s.daemons.values.sorted { $0.startedAt < $1.startedAt } }
     }

@@ -41,6 +41,10 @@ public protocol OutboxStore: AnyObject, Sendable {
     /// Pending rows due by `now`: cheap, for the daemon's status line.
     func dueCount(now: UnixMillis) throws -> Int
 
+    /// Rows not yet final and dead rows, without counting the (possibly huge) finished ones:
+    /// for metrics, every few seconds.
+    func backlog() throws -> Backlog
+
     /// Sends dead rows again: back to `pending` with their attempts reset.
     @discardableResult
     func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int
@@ -65,6 +69,20 @@ public protocol OutboxStore: AnyObject, Sendable {
     func recordDaemonStatus(_ status: DaemonStatus) throws
     func removeDaemonStatus(owner: String) throws
     func daemonStatuses() throws -> [DaemonStatus]
+}
+
+public struct Backlog: Sendable, Equatable {
+    public var pending = 0
+    public var inflight = 0
+    public var dead = 0
+    /// Insert time of the oldest row not yet final.
+    public var oldestCreatedAt: UnixMillis?
+    public init(pending: Int = 0, inflight: Int = 0, dead: Int = 0, oldestCreatedAt: UnixMillis? = nil) {
+        self.pending = pending
+        self.inflight = inflight
+        self.dead = dead
+        self.oldestCreatedAt = oldestCreatedAt
+    }
 }
 
 public struct NewEvent: Sendable, Equatable {

@@ -41,11 +41,12 @@ public final class BatchDeliverer {
     let token: @Sendable () -> String
     let clock: WallClock
     let logger: Logger
+    let metrics: DaemonMetrics
     var random: () -> Double
 
     public init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
                 owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
-                logger: Logger, random: @escaping () -> Double = { Double.random(in: 0..<1) }) {
+                logger: Logger, metrics: DaemonMetrics = DaemonMetrics(), random: @escaping () -> Double = { Double.random(in: 0..<1) }) {
         self.store = store
         self.transport = transport
         self.transformer = transformer
@@ -56,6 +57,7 @@ public final class BatchDeliverer {
         self.token = token
         self.clock = clock
         self.logger = logger
+        self.metrics = metrics
         self.random = random
     }
 
@@ -98,6 +100,8 @@ public final class BatchDeliverer {
             try settle(settlements, now: now)
             let skipped = settlements.filter { if case .skipped = $0 { return true } else { return false } }.count
             control.record(skipped: skipped, dead: settlements.count - skipped, now: now)
+            metrics.events("skipped", count: skipped)
+            metrics.events("dead", reason: "transform", count: settlements.count - skipped)
         }
         if !overflow.isEmpty {
             try store.release(ids: overflow, owner: owner, now: now)
@@ -121,10 +125,16 @@ public final class BatchDeliverer {
             return 0
         }
         let body = TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map(\.event))
+        let started = ContinuousClock.now
+        metrics.requestStarted()
         let result = transport.post(body: body, accessToken: token())
+        metrics.requestFinished()
+        let elapsed = ContinuousClock.now - started
         let now = clock.nowMillis()
         let outcome = ResponseClassifier.classify(result)
         let (status, code) = Self.statusAndCode(result)
+        metrics.request(outcome: Self.name(outcome), code: code, events: items.count,
+                        nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
 
         switch outcome {
@@ -132,6 +142,7 @@ public final class BatchDeliverer {
             let record = AttemptRecord(httpStatus: status, tiktokCode: code)
             try settle(items.map { .delivered(id: $0.row.id, record) }, now: now)
             control.record(requests: 1, delivered: items.count, now: now)
+            metrics.events("delivered", count: items.count)
             if control.resume() { logger.notice("delivery resumed: TikTok accepted a request") }
             return items.count
 
@@ -179,12 +190,14 @@ public final class BatchDeliverer {
         if items.count == 1 {
             try settle([.dead(id: items[0].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
             control.record(dead: 1, now: now)
+            metrics.events("dead", reason: "rejected", count: 1)
             logger.warning("event dead-lettered", metadata: ["event_id": "\(items[0].row.eventID)", "reason": "\(reason)"])
             return 0
         }
         if let index, items.indices.contains(index) {
             try settle([.dead(id: items[index].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
             control.record(dead: 1, now: now)
+            metrics.events("dead", reason: "rejected", count: 1)
             logger.warning("event dead-lettered", metadata: ["event_id": "\(items[index].row.eventID)", "reason": "\(reason)"])
             var rest = items
             rest.remove(at: index)
@@ -224,6 +237,7 @@ public final class BatchDeliverer {
                 deadRecord.error = why
                 settlements.append(.dead(id: row.id, deadRecord))
                 dead += 1
+                metrics.events("dead", reason: DaemonMetrics.deadReason(why), count: 1)
                 logger.warning("event dead-lettered", metadata: ["event_id": "\(row.eventID)", "reason": "\(why)"])
             }
         }

@@ -102,7 +102,7 @@ public enum ConfigKeys {
     public static let sections: Set<String> = ["delivery", "transform"]
     public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
     public static let scalars: [String] = [
-        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code",
+        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "metrics_listen",
         "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
@@ -128,6 +128,8 @@ public struct ForwarderConfiguration: Sendable {
     public var pixelCode: String
     public var accessTokenFile: String
     public var testEventCode: String?
+    /// Where to serve Prometheus metrics (`ADDR:PORT`), or `nil` for none.
+    public var metricsListen: (host: String, port: Int)?
     public var delivery = DeliverySettings()
     public var transform = TransformSettings()
 
@@ -154,6 +156,13 @@ public struct ForwarderConfiguration: Sendable {
         _ = try AccessTokenFile.read(tokenFile)
         var config = ForwarderConfiguration(databasePath: db, endpoint: endpoint, pixelCode: pixel, accessTokenFile: tokenFile,
                                             testEventCode: layers.scalar("test_event_code")?.0)
+        if let (listen, origin) = layers.scalar("metrics_listen") {
+            do {
+                config.metricsListen = try MetricsServer.parseListen(listen)
+            } catch let error as ConfigurationError {
+                throw ConfigurationError("\(origin): \(error.description)")
+            }
+        }
         config.delivery = try DeliverySettings.resolve(layers)
         config.transform = try transformSettings(layers)
         return config

@@ -46,6 +46,13 @@ public final class Daemon {
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
         let control = DeliveryControl(maxInFlight: settings.maxInFlight)
+        var metricsServer: MetricsServer?
+        if let listen = configuration.metricsListen {
+            metricsServer = try MetricsServer(host: listen.host, port: listen.port)  // bootstraps swift-metrics
+            logger.notice("serving metrics", metadata: ["url": "http://\(listen.host):\(metricsServer!.port)/metrics"])
+        }
+        defer { metricsServer?.close() }
+        let metrics = DaemonMetrics()  // after the bootstrap: its instruments bind to the backend at creation
         let workers = Workers(count: settings.maxInFlight, now: startedAt)
         let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
         logger.notice("started", metadata: [
@@ -64,7 +71,7 @@ public final class Daemon {
                 defer { workers.finished(index) }
                 do {
                     try Self.work(index: index, configuration: configuration, owner: owner, control: control, workers: workers,
-                                  tokens: tokens, clock: clock, logger: logger, trackURL: trackURL)
+                                  tokens: tokens, clock: clock, logger: logger, metrics: metrics, trackURL: trackURL)
                 } catch {
                     logger.critical("delivery worker stopped: \(error)")
                     workers.failed()
@@ -76,7 +83,7 @@ public final class Daemon {
         }
 
         var stopDeadline: UnixMillis?
-        var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt)
+        var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt, metrics: startedAt)
         var lastTokenVersion = tokens.changes
         var exitCode: Int32 = 0
         while true {
@@ -118,7 +125,12 @@ public final class Daemon {
                     logger.error("a delivery worker has made no progress; withholding the watchdog keep-alive")
                 }
             }
+            metrics.update(limit: control.inFlightLimit, paused: control.paused)
             do {
+                if metricsServer != nil, now >= next.metrics {
+                    next.metrics = now + 1_000
+                    metrics.update(backlog: try store.backlog(), now: now)
+                }
                 if now >= next.status {
                     next.status = now + 2_000
                     let paused = control.paused
@@ -196,7 +208,7 @@ public final class Daemon {
     }
 
     private static func work(index: Int, configuration: ForwarderConfiguration, owner: String, control: DeliveryControl, workers: Workers,
-                             tokens: TokenSource, clock: WallClock, logger: Logger, trackURL: String) throws {
+                             tokens: TokenSource, clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
         let settings = configuration.delivery
         let store = try SQLiteOutboxStore(path: configuration.databasePath, migrate: false)
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
@@ -204,7 +216,7 @@ public final class Daemon {
         let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: configuration.transform),
                                        settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode),
                                        owner: owner, control: control, token: { tokens.current(now: clock.nowMillis()) }, clock: clock,
-                                       logger: logger)
+                                       logger: logger, metrics: metrics)
         while true {
             let now = clock.nowMillis()
             workers.heartbeat(index, now: now)

@@ -193,6 +193,22 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         }
     }
 
+    public func backlog() throws -> Backlog {
+        try locked { db in
+            try db.readTransaction {
+                // Each count is served by its partial index; finished rows are never scanned.
+                let counts = try db.statement("""
+                    SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'),
+                           (SELECT count(*) FROM outbox WHERE state = 'inflight'),
+                           (SELECT count(*) FROM outbox WHERE state = 'dead'),
+                           (SELECT min(created_at) FROM outbox WHERE state IN ('pending', 'inflight'))
+                    """)
+                guard try counts.step() else { return Backlog() }
+                return Backlog(pending: counts.int(0), inflight: counts.int(1), dead: counts.int(2), oldestCreatedAt: counts.optionalInt64(3))
+            }
+        }
+    }
+
     public func daemonStatuses() throws -> [DaemonStatus] {
         try locked { db in
             let daemons = try db.statement("""

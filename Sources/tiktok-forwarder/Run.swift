@@ -73,6 +73,8 @@ struct RunOptions: ParsableArguments {
     var accessTokenFile: String?
     @Option(help: ArgumentHelp("Send test_event_code (events show in Events Manager's test tab).", valueName: "code"))
     var testEventCode: String?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT binds 127.0.0.1).", valueName: "addr:port"))
+    var metricsListen: String?
 
     @Option(help: ArgumentHelp("Events per request, 1…1000 (default 1000).", valueName: "n")) var maxBatchEvents: String?
     @Option(help: ArgumentHelp("Request body cap in bytes (default 4194304).", valueName: "bytes")) var maxBatchBytes: String?
@@ -103,6 +105,7 @@ struct RunOptions: ParsableArguments {
         let flags: [(String, String?, String)] = [
             ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"),
             ("access_token_file", accessTokenFile, "--access-token-file"), ("test_event_code", testEventCode, "--test-event-code"),
+            ("metrics_listen", metricsListen, "--metrics-listen"),
             ("delivery.max_batch_events", maxBatchEvents, "--max-batch-events"), ("delivery.max_batch_bytes", maxBatchBytes, "--max-batch-bytes"),
             ("delivery.max_in_flight", maxInFlight, "--max-in-flight"), ("delivery.linger", linger, "--linger"),
             ("delivery.lease", lease, "--lease"), ("delivery.request_timeout", requestTimeout, "--request-timeout"),

@@ -289,6 +289,44 @@ struct DaemonTests {
         #expect(stats.count(.delivered) == 0 && stats.count(.dead) == 1)
     }
 
+    @Test("the metrics endpoint shows the pending count falling to 0 and the delivered counter reaching what was enqueued")
+    func metrics() throws {
+        let rig = try Rig(sandbox: ["--delay-ms", "100"])
+        try rig.enqueue(Rig.events(3_000) + [NewEvent(eventID: "junk", payload: "nope")])
+        let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0", "--max-batch-events", "200", "--max-in-flight", "2"])
+        var url = ""
+        #expect(waitUntil(timeout: 10) {
+            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
+            url = String(line.split(separator: "url=").last ?? "")
+            return true
+        })
+        func scrape() throws -> [String: Double] {
+            let result = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory)
+            var values: [String: Double] = [:]
+            for line in result.stdout.split(separator: "\n") where !line.hasPrefix("#") {
+                let parts = line.split(separator: " ")
+                if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
+            }
+            return values
+        }
+        var pendingSeen: [Double] = []
+        #expect(try waitUntil(timeout: 60) {
+            let values = try scrape()
+            if let pending = values[#"tiktok_forwarder_rows{state="pending"}"#] { pendingSeen.append(pending) }
+            return values[#"tiktok_forwarder_events_total{outcome="delivered"}"#] == 3_000 && pendingSeen.last == 0
+        })
+        #expect((pendingSeen.max() ?? 0) > 0, "a scrape during the drain saw rows pending: \(pendingSeen)")
+        let values = try scrape()
+        #expect(values[#"tiktok_forwarder_events_total{outcome="dead",reason="transform"}"#] == 1)
+        #expect(values[#"tiktok_forwarder_requests_total{outcome="delivered",code="0"}"#] ?? 0 >= 15)
+        #expect(values["tiktok_forwarder_request_duration_seconds_count"] ?? 0 >= 15)
+        #expect(values[#"tiktok_forwarder_paused{reason=""}"#] == 0)
+        #expect(values["tiktok_forwarder_in_flight_limit"] == 2)
+        #expect(values["tiktok_forwarder_requests_in_flight"] == 0)
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+    }
+
     @Test("start-up refuses a plain-http remote endpoint, a missing token and a missing pixel code, clearly")
     func refusals() throws {
         let rig = try Rig()
