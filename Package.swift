@@ -54,7 +54,7 @@ let package = Package(
         ]),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"]),
+        .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport"]),
         .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport", .product(name: "Logging", package: "swift-log")]),

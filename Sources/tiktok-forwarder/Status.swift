@@ -78,9 +78,14 @@ enum StatusReport {
             lines.append("daemon:    none running")
         }
         for daemon in stats.daemons {
-            let state = daemon.pausedReason.map { "PAUSED: \($0)" } ?? "delivering"
-            let heartbeat = Durations.format(millis: max(0, now - daemon.heartbeatAt))
-            lines.append("daemon:    pid \(daemon.pid), \(state) (last heartbeat \(heartbeat) ago)")
+            let state = daemon.pausedReason.map { "PAUSED: \($0)" }
+                ?? "delivering, \(daemon.inFlightLimit.map { "\($0)" } ?? "?") requests in flight at most"
+            let silence = max(0, now - daemon.heartbeatAt)
+            let heartbeat = silence > 30_000
+                ? "NO HEARTBEAT for \(Durations.format(millis: silence)): is it still running?"
+                : "heartbeat \(Durations.format(millis: silence)) ago"
+            lines.append("daemon:    pid \(daemon.pid), up \(Durations.format(millis: max(0, now - daemon.startedAt))), \(heartbeat)")
+            lines.append("           \(state)")
         }
         if !stats.recentErrors.isEmpty {
             lines.append("recent errors:")
