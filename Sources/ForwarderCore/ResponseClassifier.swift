@@ -84,10 +84,25 @@ public enum ResponseClassifier {
     }
 
     public static func classify(_ response: HTTPResponse) -> DeliveryOutcome {
+        classifyDetailed(.success(response)).outcome
+    }
+
+    /// The outcome with the HTTP status and TikTok `code` it was decided on (for the row's
+    /// record and the metrics), parsing the body once.
+    public static func classifyDetailed(_ result: Result<HTTPResponse, TransportFailure>) -> (outcome: DeliveryOutcome, httpStatus: Int?, tiktokCode: Int?) {
+        switch result {
+        case .failure(let failure):
+            return (classify(failure), nil, nil)
+        case .success(let response):
+            let body = try? JSONParser.parse(response.body)
+            let code = body?["code"].flatMap { Normalise.integer($0) }.map(Int.init)
+            return (classify(response, code: code, message: body?["message"]?.stringValue), response.status, code)
+        }
+    }
+
+    static func classify(_ response: HTTPResponse, code: Int?, message rawMessage: String?) -> DeliveryOutcome {
         let retryAfter = response.headers["retry-after"].flatMap(parseRetryAfter)
-        let body = try? JSONParser.parse(response.body)
-        let code = body?["code"].flatMap { Normalise.integer($0) }.map(Int.init)
-        let message = body?["message"]?.stringValue.map { boundedError($0, limit: 500) } ?? ""
+        let message = rawMessage.map { boundedError($0, limit: 500) } ?? ""
         let described = "HTTP \(response.status)" + (code.map { ", code \($0)" } ?? "") + (message.isEmpty ? "" : ": \(message)")
 
         if let code {

@@ -67,7 +67,14 @@ public final class BatchDeliverer {
     @discardableResult
     public func deliverOnce(limit: Int? = nil) throws -> Int {
         let now = clock.nowMillis()
-        let rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
+        let wanted = limit ?? settings.maxBatchEvents
+        var rows: [ClaimedRow] = []
+        while rows.count < wanted {
+            let chunk = min(settings.rowsPerTransaction, wanted - rows.count)
+            let claimed = try store.claim(limit: chunk, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
+            rows += claimed
+            if claimed.count < chunk { break }
+        }
         guard !rows.isEmpty else { return 0 }
         // Requests start only while the lease leaves room for a whole one (and a margin).
         let sendDeadline = now + settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis)
@@ -131,8 +138,7 @@ public final class BatchDeliverer {
         metrics.requestFinished()
         let elapsed = ContinuousClock.now - started
         let now = clock.nowMillis()
-        let outcome = ResponseClassifier.classify(result)
-        let (status, code) = Self.statusAndCode(result)
+        let (outcome, status, code) = ResponseClassifier.classifyDetailed(result)
         metrics.request(outcome: Self.name(outcome), code: code, events: items.count,
                         nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
@@ -246,16 +252,14 @@ public final class BatchDeliverer {
     }
 
     private func settle(_ settlements: [Settlement], now: UnixMillis) throws {
-        let changed = try store.settle(settlements, owner: owner, now: now)
+        var changed = 0
+        for start in stride(from: 0, to: settlements.count, by: settings.rowsPerTransaction) {
+            let chunk = settlements[start..<min(start + settings.rowsPerTransaction, settlements.count)]
+            changed += try store.settle(Array(chunk), owner: owner, now: now)
+        }
         if changed < settlements.count {
             logger.warning("lease lost before settling; another daemon took these rows over", metadata: ["rows": "\(settlements.count - changed)"])
         }
-    }
-
-    static func statusAndCode(_ result: Result<HTTPResponse, TransportFailure>) -> (Int?, Int?) {
-        guard case .success(let response) = result else { return (nil, nil) }
-        let code = (try? JSONParser.parse(response.body))?["code"].flatMap { Normalise.integer($0) }.map(Int.init)
-        return (response.status, code)
     }
 
     static func name(_ outcome: DeliveryOutcome) -> String {
