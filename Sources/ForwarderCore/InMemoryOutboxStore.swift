@@ -117,9 +117,14 @@ public final class InMemoryOutboxStore: OutboxStore {
     }
 
     public func reclaimLeases(owners: [String], now: UnixMillis) throws -> Int {
+        reclaim(now: now) { owners.contains($0.leaseOwner ?? "") }
+    }
+
+    /// Returns the in-flight rows matching `condition` to pending; their attempt stays counted.
+    private func reclaim(now: UnixMillis, where condition: (Row) -> Bool) -> Int {
         state.withLock { s in
             var changed = 0
-            for (id, var row) in s.rows where row.state == .inflight && owners.contains(row.leaseOwner ?? "") {
+            for (id, var row) in s.rows where row.state == .inflight && condition(row) {
                 row.state = .pending
                 row.nextAttemptAt = now
                 row.leaseOwner = nil
@@ -160,18 +165,7 @@ public final class InMemoryOutboxStore: OutboxStore {
     }
 
     public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
-        state.withLock { s in
-            var changed = 0
-            for (id, var row) in s.rows where row.state == .inflight && (row.leaseExpiresAt ?? .max) <= now {
-                row.state = .pending
-                row.nextAttemptAt = now
-                row.leaseOwner = nil
-                row.leaseExpiresAt = nil
-                s.rows[id] = row
-                changed += 1
-            }
-            return changed
-        }
+        reclaim(now: now) { ($0.leaseExpiresAt ?? .max) <= now }
     }
 
     public func redrive(_ selection: DeadSelection, now: UnixMillis) throws -> Int {
