@@ -67,14 +67,7 @@ public final class BatchDeliverer {
     @discardableResult
     public func deliverOnce(limit: Int? = nil) throws -> Int {
         let now = clock.nowMillis()
-        let wanted = limit ?? settings.maxBatchEvents
-        var rows: [ClaimedRow] = []
-        while rows.count < wanted {
-            let chunk = min(settings.rowsPerTransaction, wanted - rows.count)
-            let claimed = try store.claim(limit: chunk, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
-            rows += claimed
-            if claimed.count < chunk { break }
-        }
+        let rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
         guard !rows.isEmpty else { return 0 }
         // Requests start only while the lease leaves room for a whole one (and a margin).
         let sendDeadline = now + settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis)
@@ -252,11 +245,7 @@ public final class BatchDeliverer {
     }
 
     private func settle(_ settlements: [Settlement], now: UnixMillis) throws {
-        var changed = 0
-        for start in stride(from: 0, to: settlements.count, by: settings.rowsPerTransaction) {
-            let chunk = settlements[start..<min(start + settings.rowsPerTransaction, settlements.count)]
-            changed += try store.settle(Array(chunk), owner: owner, now: now)
-        }
+        let changed = try store.settle(settlements, owner: owner, now: now)
         if changed < settlements.count {
             logger.warning("lease lost before settling; another daemon took these rows over", metadata: ["rows": "\(settlements.count - changed)"])
         }

@@ -103,7 +103,7 @@ public enum ConfigKeys {
     public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
     public static let scalars: [String] = [
         "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "metrics_listen",
-        "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.rows_per_transaction", "delivery.max_in_flight", "delivery.linger",
+        "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
         "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin",
@@ -257,10 +257,6 @@ public struct DeliverySettings: Sendable, Equatable {
     public var maxBatchEvents = 1_000
     /// Request body cap in bytes; rows beyond it wait for the next batch.
     public var maxBatchBytes = 4 << 20
-    /// Rows claimed or settled per write transaction: a batch of 1,000 takes the database's
-    /// write lock four times for a few milliseconds instead of once for ~15, so producers'
-    /// INSERTs wait less while the daemon drains.
-    public var rowsPerTransaction = 250
     /// Requests in flight at most (each on its own worker thread and connection).
     public var maxInFlight = 4
     /// How long an idle worker waits before looking for new rows again.
@@ -284,7 +280,6 @@ public struct DeliverySettings: Sendable, Equatable {
         typealias C = ForwarderConfiguration
         if let (t, o) = layers.scalar("delivery.max_batch_events") { d.maxBatchEvents = try C.integer(t, o, 1...TrackRequest.maximumEvents) }
         if let (t, o) = layers.scalar("delivery.max_batch_bytes") { d.maxBatchBytes = try C.integer(t, o, 4_096...(64 << 20)) }
-        if let (t, o) = layers.scalar("delivery.rows_per_transaction") { d.rowsPerTransaction = try C.integer(t, o, 1...TrackRequest.maximumEvents) }
         if let (t, o) = layers.scalar("delivery.max_in_flight") { d.maxInFlight = try C.integer(t, o, 1...64) }
         if let (t, o) = layers.scalar("delivery.linger") { d.lingerMillis = try C.duration(t, o) }
         if let (t, o) = layers.scalar("delivery.request_timeout") { d.requestTimeoutMillis = max(1, try C.duration(t, o)) }

@@ -127,11 +127,6 @@ public final class Daemon {
             }
             metrics.update(limit: control.inFlightLimit, paused: control.paused)
             do {
-                // Checkpoint often and from here, so that the WAL stays small and no
-                // producer's commit is the one that crosses the auto-checkpoint threshold
-                // and copies megabytes back into the database (measured: a producer INSERT
-                // stalled 1.2 s on that while the daemon drained).
-                try store.checkpoint()
                 if metricsServer != nil, now >= next.metrics {
                     next.metrics = now + 1_000
                     metrics.update(backlog: try store.backlog(), now: now)
@@ -216,8 +211,6 @@ public final class Daemon {
                              tokens: TokenSource, clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
         let settings = configuration.delivery
         let store = try SQLiteOutboxStore(path: configuration.databasePath, migrate: false)
-        // The supervisor checkpoints; a worker's commit never stalls on copying the WAL.
-        try store.setAutoCheckpoint(pages: 0)
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
                                                                totalTimeoutMillis: Int(settings.requestTimeoutMillis)))
         let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: configuration.transform),

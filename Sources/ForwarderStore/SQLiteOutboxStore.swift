@@ -209,22 +209,6 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         }
     }
 
-    /// Sets the WAL size (in pages) at which a commit on this connection checkpoints; 0 never.
-    public func setAutoCheckpoint(pages: Int) throws {
-        try locked { db in try db.execute("PRAGMA wal_autocheckpoint = \(pages)") }
-    }
-
-    /// Copies committed WAL frames back into the database without waiting for anyone
-    /// (`wal_checkpoint(PASSIVE)`); returns the frames in the WAL and those copied.
-    @discardableResult
-    public func checkpoint() throws -> (walFrames: Int, copied: Int) {
-        try locked { db in
-            let checkpoint = try db.statement("PRAGMA wal_checkpoint(PASSIVE)")
-            guard try checkpoint.step() else { return (0, 0) }
-            return (checkpoint.int(1), checkpoint.int(2))
-        }
-    }
-
     public func daemonStatuses() throws -> [DaemonStatus] {
         try locked { db in
             let daemons = try db.statement("""

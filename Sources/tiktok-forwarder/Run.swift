@@ -78,7 +78,6 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Events per request, 1…1000 (default 1000).", valueName: "n")) var maxBatchEvents: String?
     @Option(help: ArgumentHelp("Request body cap in bytes (default 4194304).", valueName: "bytes")) var maxBatchBytes: String?
-    @Option(help: ArgumentHelp("Rows claimed or settled per write transaction (default 250).", valueName: "n")) var rowsPerTransaction: String?
     @Option(help: ArgumentHelp("Requests in flight at most (default 4).", valueName: "n")) var maxInFlight: String?
     @Option(help: ArgumentHelp("How soon new rows are picked up when idle (default 50ms).", valueName: "duration")) var linger: String?
     @Option(help: ArgumentHelp("Claim lease, ≥ 3 request timeouts (default 2m).", valueName: "duration")) var lease: String?
@@ -108,7 +107,6 @@ struct RunOptions: ParsableArguments {
             ("access_token_file", accessTokenFile, "--access-token-file"), ("test_event_code", testEventCode, "--test-event-code"),
             ("metrics_listen", metricsListen, "--metrics-listen"),
             ("delivery.max_batch_events", maxBatchEvents, "--max-batch-events"), ("delivery.max_batch_bytes", maxBatchBytes, "--max-batch-bytes"),
-            ("delivery.rows_per_transaction", rowsPerTransaction, "--rows-per-transaction"),
             ("delivery.max_in_flight", maxInFlight, "--max-in-flight"), ("delivery.linger", linger, "--linger"),
             ("delivery.lease", lease, "--lease"), ("delivery.request_timeout", requestTimeout, "--request-timeout"),
             ("delivery.connect_timeout", connectTimeout, "--connect-timeout"), ("delivery.max_attempts", maxAttempts, "--max-attempts"),

@@ -91,16 +91,6 @@ struct DeliveryTests {
         #expect(transport.requests.count - 1 <= 20, "extra requests: \(transport.requests.count - 1)")
     }
 
-    @Test("claims and settles in small transactions still make one request per batch")
-    func chunkedTransactions() throws {
-        let store = InMemoryOutboxStore()
-        _ = try store.enqueue((0..<10).map { Self.event("e\($0)") }, now: Self.now)
-        let transport = ScriptedTransport { _ in ScriptedTransport.ok() }
-        #expect(try Self.deliverer(store, transport) { $0.rowsPerTransaction = 3 }.deliverOnce() == 10)
-        #expect(transport.requests.map(\.count) == [10])
-        #expect(try Self.states(store).count(.delivered) == 10)
-    }
-
     @Test("the byte cap splits a claim: what does not fit is released without consuming its attempt")
     func byteCap() throws {
         let store = InMemoryOutboxStore()
