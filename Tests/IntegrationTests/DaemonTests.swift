@@ -202,7 +202,10 @@ struct DaemonTests {
         #expect(daemon.stderr.contains("delivery paused"))
 
         try "right-token-1\n".write(toFile: rig.tokenFile, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)  // it would notice the file within a second anyway; SIGHUP makes it immediate
         #expect(try rig.waitDrained(timeout: 30))
+        #expect(daemon.stderr.contains("SIGHUP: reloading the access token"))
+        #expect(daemon.stderr.contains("access token reloaded"))
         #expect(try rig.stats().count(.delivered) == 500)
         #expect(daemon.process.isRunning, "no restart")
         daemon.signal(SIGTERM)

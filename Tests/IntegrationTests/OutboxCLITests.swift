@@ -32,14 +32,19 @@ struct OutboxCLITests {
         #expect(shell.status == 0, "\(shell.stderr)")
         let python = try ChildProcess.run("/usr/bin/env", ["python3", "-c", "DB = \(pythonString(db))\n" + (try Readme.snippet("producer-python"))], in: directory)
         #expect(python.status == 0, "\(python.stderr)")
+        try #"{"event_id":"nd-1","event_name":"purchase","url":"https://shop.example/"}"#.write(toFile: directory.path + "/events.ndjson", atomically: true, encoding: .utf8)
+        let binDir = (Repository.binary as NSString).deletingLastPathComponent
+        let enqueue = try ChildProcess.run("/bin/sh", ["-c", "cd \(directory.path) && " + (try Readme.snippet("enqueue-shell"))],
+                                           environment: ["DB": db, "PATH": binDir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")], in: directory)
+        #expect(enqueue.status == 0, "\(enqueue.stderr)")
         let backup = try ChildProcess.run("/bin/sh", ["-c", try Readme.snippet("backup-shell")], environment: ["DB": db], in: directory)
         #expect(backup.status == 0, "\(backup.stderr)")
         #expect(FileManager.default.fileExists(atPath: db + ".before-upgrade"))
         let operatorQueries = try ChildProcess.run("/usr/bin/sqlite3", [db], stdin: Data(try Readme.snippet("operator-sql").utf8), in: directory)
         #expect(operatorQueries.status == 0, "\(operatorQueries.stderr)")
-        #expect(operatorQueries.stdout.hasPrefix("pending|2|"))
+        #expect(operatorQueries.stdout.hasPrefix("pending|3|"))
         let store = try SQLiteOutboxStore(path: db)
-        #expect(try store.stats(now: 0).count(.pending) == 2)
+        #expect(try store.stats(now: 0).count(.pending) == 3, "the shell, Python and enqueue snippets each added one")
     }
 
     @Test("enqueue of 10,000 lines with 100 repeated event_ids and one malformed line: 9,900 pending, the line reported, exit 1")
