@@ -5,8 +5,19 @@ public enum TrackRequest {
 
     /// `{"event_source":"web","event_source_id":…,"test_event_code":…,"data":[…]}` around
     /// events already encoded by ``TikTokEvent/encode(into:)``.
-    public static func body(pixelCode: String, testEventCode: String?, events: [[UInt8]]) -> [UInt8] {
+    public static func body<Event: Collection<UInt8>>(pixelCode: String, testEventCode: String?, events: [Event]) -> [UInt8] {
         var w = JSONWriter(capacity: events.reduce(128) { $0 + $1.count + 1 })
+        writeHead(pixelCode: pixelCode, testEventCode: testEventCode, into: &w)
+        for (i, event) in events.enumerated() {
+            if i > 0 { w.raw(UInt8(ascii: ",")) }
+            w.raw(event)
+        }
+        writeTail(into: &w)
+        return w.bytes
+    }
+
+    /// Everything before the first event: `{"event_source":"web",…,"data":[`.
+    public static func writeHead(pixelCode: String, testEventCode: String?, into w: inout JSONWriter) {
         w.raw("{\"event_source\":\"web\",\"event_source_id\":")
         w.string(pixelCode)
         if let testEventCode, !testEventCode.isEmpty {
@@ -14,12 +25,11 @@ public enum TrackRequest {
             w.string(testEventCode)
         }
         w.raw(",\"data\":[")
-        for (i, event) in events.enumerated() {
-            if i > 0 { w.raw(UInt8(ascii: ",")) }
-            w.raw(event)
-        }
+    }
+
+    /// Everything after the last event: `]}`.
+    public static func writeTail(into w: inout JSONWriter) {
         w.raw("]}")
-        return w.bytes
     }
 }
 

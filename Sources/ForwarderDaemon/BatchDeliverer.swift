@@ -61,41 +61,54 @@ public final class BatchDeliverer {
         self.random = random
     }
 
-    typealias Item = (row: ClaimedRow, event: [UInt8])
+    /// A claimed row and where its encoded event sits in ``batch``.
+    typealias Item = (row: ClaimedRow, event: Range<Int>)
+
+    /// The current batch's request body, written once: head, every event, tail. The first
+    /// request sends it as is; smaller requests (isolation) are cut from its event ranges.
+    private var batch: [UInt8] = []
 
     /// Claims and handles one batch of at most `limit` rows; returns how many rows it claimed.
     @discardableResult
     public func deliverOnce(limit: Int? = nil) throws -> Int {
         let now = clock.nowMillis()
-        let rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
-        guard !rows.isEmpty else { return 0 }
+        var rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
+        let claimed = rows.count
+        guard claimed > 0 else { return 0 }
         // Requests start only while the lease leaves room for a whole one (and a margin).
         let sendDeadline = now + settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis)
 
         var settlements: [Settlement] = []
         var items: [Item] = []
         var overflow: [Int64] = []
-        var bytes = 256 + target.pixelCode.utf8.count + (target.testEventCode?.utf8.count ?? 0)
-        for row in rows {
-            switch transformer.transform(payload: row.payload, eventID: row.eventID, insertedAtMillis: row.createdAt, nowMillis: now) {
+        var body = JSONWriter(capacity: rows.reduce(256) { $0 + $1.payload.count + 256 })
+        TrackRequest.writeHead(pixelCode: target.pixelCode, testEventCode: target.testEventCode, into: &body)
+        for var row in rows {
+            let outcome = transformer.transform(payload: row.payload, eventID: row.eventID, insertedAtMillis: row.createdAt, nowMillis: now)
+            row.payload = []  // the encoded event replaces it; a batch's payloads are ~1.2 MB
+            switch outcome {
             case .skipped(let reason):
                 settlements.append(.skipped(id: row.id, reason: reason))
             case .rejected(let reason):
                 settlements.append(.dead(id: row.id, AttemptRecord(error: "rejected by the transform: \(reason)")))
                 logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
             case .event(let event, let warnings):
-                let encoded = event.encoded()
-                if !items.isEmpty, bytes + encoded.count + 1 > settings.maxBatchBytes {
+                let mark = body.bytes.count
+                if !items.isEmpty { body.raw(UInt8(ascii: ",")) }
+                let start = body.bytes.count
+                event.encode(into: &body)
+                if !items.isEmpty, body.bytes.count + 2 > settings.maxBatchBytes {
+                    body.bytes.removeSubrange(mark...)  // does not fit: the next batch takes it
                     overflow.append(row.id)
                 } else {
-                    bytes += encoded.count + 1
-                    items.append((row, encoded))
+                    items.append((row, start..<body.bytes.count))
                 }
                 if !warnings.isEmpty {
                     logger.debug("optional fields dropped", metadata: ["event_id": "\(row.eventID)", "fields": "\(warnings.joined(separator: "; "))"])
                 }
             }
         }
+        rows = []
         if !settlements.isEmpty {
             try settle(settlements, now: now)
             let skipped = settlements.filter { if case .skipped = $0 { return true } else { return false } }.count
@@ -107,15 +120,19 @@ public final class BatchDeliverer {
             try store.release(ids: overflow, owner: owner, now: now)
         }
         if !items.isEmpty {
-            try send(items, sendDeadline: sendDeadline)
+            TrackRequest.writeTail(into: &body)
+            batch = body.bytes
+            body = JSONWriter(capacity: 0)
+            defer { batch = [] }
+            try send(items, sendDeadline: sendDeadline, wholeBatch: true)
         }
-        return rows.count
+        return claimed
     }
 
     /// Sends `items` as one request and settles them by the outcome; isolates invalid events.
     /// Returns how many of them were delivered.
     @discardableResult
-    private func send(_ items: [Item], sendDeadline: UnixMillis) throws -> Int {
+    private func send(_ items: [Item], sendDeadline: UnixMillis, wholeBatch: Bool = false) throws -> Int {
         guard !items.isEmpty else { return 0 }
         let startedAt = clock.nowMillis()
         if control.isStopping || startedAt >= sendDeadline {
@@ -124,7 +141,8 @@ public final class BatchDeliverer {
             control.record(released: items.count, now: startedAt)
             return 0
         }
-        let body = TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map(\.event))
+        let body = wholeBatch ? batch
+            : TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map { batch[$0.event] })
         let started = ContinuousClock.now
         metrics.requestStarted()
         let result = transport.post(body: body, accessToken: token())

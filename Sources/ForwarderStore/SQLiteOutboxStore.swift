@@ -202,6 +202,12 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                       (SELECT min(created_at) FROM outbox WHERE state = 'inflight') AS i))
         """
 
+    /// Caps this connection's page cache (KiB). Delivery workers use a small one: claimed rows
+    /// are read once, and each worker's cache otherwise holds a whole batch of pages.
+    public func setCacheSize(kibibytes: Int) throws {
+        try locked { db in try db.execute("PRAGMA cache_size = -\(kibibytes)") }
+    }
+
     public func backlog() throws -> Backlog {
         try locked { db in
             try db.readTransaction {
