@@ -57,6 +57,6 @@ let package = Package(
         .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport"]),
-        .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")]),
     ]
 )
