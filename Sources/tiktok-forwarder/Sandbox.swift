@@ -1,5 +1,6 @@
 import ArgumentParser
 import ForwarderCore
+import ForwarderDaemon
 import ForwarderSandbox
 import Foundation
 
@@ -28,7 +29,9 @@ struct Sandbox: ParsableCommand {
 
     @Option(help: "Address to bind (loopback by default).") var host = "127.0.0.1"
     @Option(help: "Port; 0 picks a free one.") var port = 0
-    @Option(help: "The access token to accept.") var accessToken: String
+    @Option(help: "The access token to accept (a test value; a real token belongs in --access-token-file).") var accessToken: String?
+    @Option(help: ArgumentHelp("Read the token to accept from this file instead (keeps it out of the process list).", valueName: "file"))
+    var accessTokenFile: String?
     @Option(help: ArgumentHelp("Append accepted events to this NDJSON file.", valueName: "file")) var record: String?
     @Flag(help: "Skip validation and recording; only count events (for benchmarks).") var countOnly = false
     @Option(help: "Seed of the fault generator.") var seed: UInt64 = 1
@@ -51,10 +54,23 @@ struct Sandbox: ParsableCommand {
             throw ValidationError("the fault rates add up to more than 1")
         }
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        guard (accessToken == nil) != (accessTokenFile == nil) else {
+            throw ValidationError("give exactly one of --access-token and --access-token-file")
+        }
     }
 
     func run() throws {
-        var config = SandboxServer.Configuration(accessToken: accessToken)
+        let token: String
+        if let accessTokenFile {
+            do {
+                token = try AccessTokenFile.read(accessTokenFile)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        } else {
+            token = accessToken ?? ""
+        }
+        var config = SandboxServer.Configuration(accessToken: token)
         config.host = host
         config.port = port
         config.recordPath = record
