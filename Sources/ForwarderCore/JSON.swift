@@ -94,6 +94,51 @@ public struct JSONParser {
         return value
     }
 
+    /// Validates a whole document as strictly as ``parse(_:)-(UnsafeBufferPointer<UInt8>)``
+    /// but builds only the members an event id can come from (`event_id`, `context`): what
+    /// a producer-side check needs, without allocating the rest. Returns the object's event
+    /// id by ``NDJSONLine/eventID(of:)``'s rule, or `isObject == false` for valid JSON that
+    /// is not an object.
+    public static func eventID(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> (isObject: Bool, eventID: String?) {
+        var parser = JSONParser(buffer: buffer)
+        parser.skipWhitespace()
+        guard parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "{") else {
+            try parser.skipValue(depth: 0)
+            parser.skipWhitespace()
+            guard parser.position == buffer.count else { throw parser.error("unexpected data after the value") }
+            return (false, nil)
+        }
+        var kept = JSONObject()
+        parser.position += 1
+        parser.skipWhitespace()
+        if parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "}") {
+            parser.position += 1
+        } else {
+            while true {
+                parser.skipWhitespace()
+                guard parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "\"") else { throw parser.error("expected a member name") }
+                let key = try parser.parseString()
+                parser.skipWhitespace()
+                guard parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
+                parser.position += 1
+                parser.skipWhitespace()
+                if (key == "event_id" || key == "context") && kept[key] == nil {
+                    kept.append(key, try parser.parseValue(depth: 1))
+                } else {
+                    try parser.skipValue(depth: 1)
+                }
+                parser.skipWhitespace()
+                guard parser.position < buffer.count else { throw parser.error("unexpected end of input") }
+                if buffer[parser.position] == UInt8(ascii: ",") { parser.position += 1; continue }
+                if buffer[parser.position] == UInt8(ascii: "}") { parser.position += 1; break }
+                throw parser.error("expected ',' or '}'")
+            }
+        }
+        parser.skipWhitespace()
+        guard parser.position == buffer.count else { throw parser.error("unexpected data after the value") }
+        return (true, NDJSONLine.eventID(of: .object(kept)))
+    }
+
     private let buffer: UnsafeBufferPointer<UInt8>
     private var position = 0
 
@@ -189,8 +234,85 @@ public struct JSONParser {
         }
     }
 
+    /// ``parseValue(depth:)``'s grammar without building anything.
+    private mutating func skipValue(depth: Int) throws(JSONParseError) {
+        guard position < buffer.count else { throw error("unexpected end of input") }
+        switch buffer[position] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let isObject = buffer[position] == UInt8(ascii: "{")
+            let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            guard depth + 1 <= Self.maximumDepth else { throw error("nested too deeply") }
+            position += 1
+            skipWhitespace()
+            if position < buffer.count, buffer[position] == close { position += 1; return }
+            while true {
+                skipWhitespace()
+                if isObject {
+                    guard position < buffer.count, buffer[position] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+                    try skipString()
+                    skipWhitespace()
+                    guard position < buffer.count, buffer[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                    position += 1
+                    skipWhitespace()
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard position < buffer.count else { throw error("unexpected end of input") }
+                if buffer[position] == UInt8(ascii: ",") { position += 1; continue }
+                if buffer[position] == close { position += 1; return }
+                throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try scanNumber()
+        default: throw error("unexpected character")
+        }
+    }
+
+    /// ``parseString()``'s grammar without building the string.
+    private mutating func skipString() throws(JSONParseError) {
+        position += 1
+        while position < buffer.count {
+            let byte = buffer[position]
+            if byte == UInt8(ascii: "\"") { position += 1; return }
+            if byte < 0x20 { throw error("control character in string") }
+            position += 1
+            guard byte == UInt8(ascii: "\\") else { continue }
+            guard position < buffer.count else { break }
+            let escape = buffer[position]
+            position += 1
+            switch escape {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                continue
+            case UInt8(ascii: "u"):
+                let scalar = try parseHex4()
+                if (0xD800...0xDBFF).contains(scalar) {
+                    guard position + 1 < buffer.count, buffer[position] == UInt8(ascii: "\\"),
+                          buffer[position + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate") }
+                    position += 2
+                    let low = try parseHex4()
+                    guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
+                } else if (0xDC00...0xDFFF).contains(scalar) {
+                    throw error("unpaired surrogate")
+                }
+            default:
+                throw error("invalid escape")
+            }
+        }
+        throw error("unterminated string")
+    }
+
     private mutating func parseNumber() throws(JSONParseError) -> String {
         let start = position
+        try scanNumber()
+        return String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self)
+    }
+
+    /// Moves past a number, checking RFC 8259's grammar.
+    private mutating func scanNumber() throws(JSONParseError) {
         if buffer[position] == UInt8(ascii: "-") { position += 1 }
         guard position < buffer.count, isDigit(buffer[position]) else { throw error("invalid number") }
         if buffer[position] == UInt8(ascii: "0") {
@@ -211,7 +333,6 @@ public struct JSONParser {
             guard position < buffer.count, isDigit(buffer[position]) else { throw error("invalid number") }
             while position < buffer.count, isDigit(buffer[position]) { position += 1 }
         }
-        return String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self)
     }
 
     @inline(__always)

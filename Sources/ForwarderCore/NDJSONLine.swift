@@ -1,3 +1,4 @@
+import Glibc
 /// One line of NDJSON input to `enqueue` and `transform`.
 public enum NDJSONLine {
     /// The event id of a source event line: its top-level `event_id`, else `context.event_id`
@@ -14,13 +15,18 @@ public enum NDJSONLine {
         var result: [(Int, ArraySlice<UInt8>)] = []
         var start = 0
         var number = 0
-        for i in 0...data.count where i == data.count || data[i] == 0x0A {
-            number += 1
-            var end = i
-            if end > start, data[end - 1] == 0x0D { end -= 1 }
-            let line = data[start..<end]
-            if line.contains(where: { $0 != 0x20 && $0 != 0x09 }) { result.append((number, line)) }
-            start = i + 1
+        data.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            while start <= buffer.count {
+                // memchr: the byte loop was 5 % of `enqueue`.
+                let found = start < buffer.count ? memchr(base + start, 0x0A, buffer.count - start) : nil
+                let i = found.map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? buffer.count
+                number += 1
+                var end = i
+                if end > start, buffer[end - 1] == 0x0D { end -= 1 }
+                if buffer[start..<end].contains(where: { $0 != 0x20 && $0 != 0x09 }) { result.append((number, data[start..<end])) }
+                start = i + 1
+            }
         }
         return result
     }
