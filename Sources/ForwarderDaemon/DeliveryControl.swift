@@ -46,14 +46,13 @@ public final class DeliveryControl: @unchecked Sendable {
         }
     }
 
-    /// Sleeps up to `millis`, returning early on stop or ``wake()``.
+    /// Sleeps up to `millis`, returning early on stop or when a slot or pause changes.
     public func idle(millis: Int64) {
         condition.lock()
         defer { condition.unlock() }
         if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Double(max(millis, 1)) / 1000)) }
     }
 
-    public func wake() { locked { condition.broadcast() } }
 
     // MARK: in-flight slots
 
