@@ -288,16 +288,7 @@ public struct JSONParser {
                  UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                 continue
             case UInt8(ascii: "u"):
-                let scalar = try parseHex4()
-                if (0xD800...0xDBFF).contains(scalar) {
-                    guard position + 1 < buffer.count, buffer[position] == UInt8(ascii: "\\"),
-                          buffer[position + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate") }
-                    position += 2
-                    let low = try parseHex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
-                } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw error("unpaired surrogate")
-                }
+                _ = try parseUnicodeEscape()
             default:
                 throw error("invalid escape")
             }
@@ -380,24 +371,30 @@ public struct JSONParser {
             case UInt8(ascii: "r"): bytes.append(0x0D)
             case UInt8(ascii: "t"): bytes.append(0x09)
             case UInt8(ascii: "u"):
-                var scalar = try parseHex4()
-                if (0xD800...0xDBFF).contains(scalar) {
-                    // A high surrogate must be followed by an escaped low surrogate.
-                    guard position + 1 < buffer.count, buffer[position] == UInt8(ascii: "\\"),
-                          buffer[position + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate") }
-                    position += 2
-                    let low = try parseHex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw error("unpaired surrogate")
-                }
-                bytes.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+                bytes.append(contentsOf: String(Character(try parseUnicodeEscape())).utf8)
             default:
                 throw error("invalid escape")
             }
         }
         throw error("unterminated string")
+    }
+
+    /// The scalar of a `\uXXXX` escape (after the `u`), joining a surrogate pair; a lone or
+    /// mismatched surrogate is an error. Shared by ``parseString()`` and ``skipString()``.
+    private mutating func parseUnicodeEscape() throws(JSONParseError) -> Unicode.Scalar {
+        var scalar = try parseHex4()
+        if (0xD800...0xDBFF).contains(scalar) {
+            // A high surrogate must be followed by an escaped low surrogate.
+            guard position + 1 < buffer.count, buffer[position] == UInt8(ascii: "\\"),
+                  buffer[position + 1] == UInt8(ascii: "u") else { throw error("unpaired surrogate") }
+            position += 2
+            let low = try parseHex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
+            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+        } else if (0xDC00...0xDFFF).contains(scalar) {
+            throw error("unpaired surrogate")
+        }
+        return Unicode.Scalar(scalar)!
     }
 
     private mutating func parseHex4() throws(JSONParseError) -> UInt32 {
