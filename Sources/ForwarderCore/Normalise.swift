@@ -157,8 +157,9 @@ public enum EventTime {
     private static func fromEpoch(_ text: String) -> Int64? {
         guard let first = text.utf8.first, Normalise.isDigit(first),
               text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") }),
-              let number = Double(text), number.isFinite, number > 0 else { return nil }
-        return number >= 1e11 ? Int64(number / 1000) : Int64(number)
+              let number = Double(text), number.isFinite, number > 0,
+              number < 1e16 else { return nil }  // 10^16 ms is the year 318,857: beyond that it is not a time
+        return number >= 1e11 ? Int64(checked: number / 1000) : Int64(checked: number)
     }
 
     /// `YYYY-MM-DDTHH:MM[:SS[.fff]](Z|±HH[:]MM|±HH)`; a space may stand for the `T`.

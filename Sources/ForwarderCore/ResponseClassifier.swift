@@ -21,6 +21,12 @@ public struct TransportFailure: Error, Sendable, Equatable {
         case timeout
         /// The connection was closed or reset before a complete response arrived.
         case reset
+        /// The server's TLS certificate could not be verified (unknown CA, wrong host name,
+        /// expired): an infrastructure fault (a proxy intercepting TLS, a missing CA bundle),
+        /// not something a retry of these events can fix. Nothing was sent.
+        case tlsVerification
+        /// The response was larger than the transport accepts (TikTok's answers are a few KB).
+        case responseTooLarge
         /// Anything else libcurl reports.
         case other
     }
@@ -56,6 +62,23 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case unknown(reason: String, mayHaveReachedTikTok: Bool)
 }
 
+extension DeliveryOutcome {
+    /// The same outcome with `secret` removed from every text in it: a peer may echo the
+    /// request's headers (the access token) in an error body, and these texts are logged,
+    /// stored as `last_error` and shown by `status` and `dead show`.
+    public func redacting(_ secret: String) -> DeliveryOutcome {
+        func r(_ text: String) -> String { SafeText.redacting(secret, in: text) }
+        switch self {
+        case .delivered: return .delivered
+        case .retry(let reason, let after, let reached): return .retry(reason: r(reason), retryAfterMillis: after, mayHaveReachedTikTok: reached)
+        case .rateLimited(let reason, let after): return .rateLimited(reason: r(reason), retryAfterMillis: after)
+        case .invalidEvent(let index, let message): return .invalidEvent(index: index, message: r(message))
+        case .configurationError(let reason): return .configurationError(reason: r(reason))
+        case .unknown(let reason, let reached): return .unknown(reason: r(reason), mayHaveReachedTikTok: reached)
+        }
+    }
+}
+
 /// Decides what a TikTok Events API response means. Pure: a table of cases is its test.
 ///
 /// TikTok answers API errors with HTTP 200 and a non-zero `code`, so the body's `code` is
@@ -78,6 +101,10 @@ public enum ResponseClassifier {
             return .retry(reason: "timed out: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
         case .reset:
             return .retry(reason: "connection reset: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
+        case .tlsVerification:
+            return .configurationError(reason: "TLS verification of the endpoint failed (\(failure.detail)): check the endpoint's certificate, the system CA bundle (ca-certificates) and any TLS-intercepting proxy")
+        case .responseTooLarge:
+            return .unknown(reason: "response rejected: \(failure.detail)", mayHaveReachedTikTok: failure.bodySent)
         case .other:
             return .retry(reason: "transport error: \(failure.detail)", retryAfterMillis: nil, mayHaveReachedTikTok: failure.bodySent)
         }

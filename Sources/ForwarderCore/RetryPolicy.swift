@@ -42,13 +42,13 @@ public struct RetryPolicy: Sendable, Equatable {
         if attempts >= maxAttempts {
             return .dead(reason: "gave up after \(attempts) attempts: \(lastError)")
         }
-        if now - createdAt >= maxAgeMillis {
+        if now.subtracting(saturating: createdAt) >= maxAgeMillis {
             return .dead(reason: "gave up: older than \(Durations.format(millis: maxAgeMillis)) after \(attempts) attempts: \(lastError)")
         }
-        let jitter = Int64(Double(ceilingMillis(afterAttempts: attempts)) * min(max(random, 0), 0.999_999))
+        let jitter = Int64(checked: Double(ceilingMillis(afterAttempts: attempts)) * min(max(random.isNaN ? 0 : random, 0), 0.999_999)) ?? 0
         let delay = max(jitter, retryAfterMillis ?? 0)
-        let at = now + delay
-        if let firstSentAt, at >= firstSentAt + Self.dedupWindowMillis - dedupWindowMarginMillis {
+        let at = now.adding(saturating: delay)
+        if let firstSentAt, at >= firstSentAt.adding(saturating: Self.dedupWindowMillis - dedupWindowMarginMillis) {
             return .dead(reason: "ambiguous delivery: an attempt at \(firstSentAt) (unix ms) may have reached TikTok and its 48-hour deduplication window is closing; resending could count the event twice. Last error: \(lastError)")
         }
         return .retry(at: at)

@@ -69,7 +69,7 @@ public final class Transformer {
         }
         if eventTime == nil, let inserted = insertedAtMillis { eventTime = inserted / 1000 }
         guard let eventTime else { return .rejected(reason: "no usable event_time and no insert time") }
-        let age = nowMillis / 1000 - eventTime
+        let age = (nowMillis / 1000).subtracting(saturating: eventTime)
         if age > settings.maxEventAgeSeconds {
             return .rejected(reason: "expired: event_time is \(age / 3600) h old, older than the maximum age of \(settings.maxEventAgeSeconds / 3600) h")
         }

@@ -52,11 +52,30 @@ public struct ConfigLayers: Sendable {
         do {
             node = try Yams.compose(yaml: text)
         } catch {
-            throw ConfigurationError("\(path) is not valid YAML: \(error)")
+            throw ConfigurationError("\(path) is not valid YAML: \(Self.describe(yamlError: error))")
         }
         guard let node else { return }
         guard let mapping = node.mapping else { throw ConfigurationError("\(path): the top level must be a mapping of keys to values") }
         try flatten(mapping, prefix: "", file: path)
+    }
+
+    /// A YAML error by its position and problem only. Yams' own description quotes the
+    /// offending line, which may hold a secret pasted into the wrong file: never show it.
+    static func describe(yamlError error: Error) -> String {
+        guard let yaml = error as? YamlError else { return "it could not be parsed" }
+        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
+        switch yaml {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return "\(problem) at \(at(mark))"
+        case .reader(let problem, let offset, _, _):
+            return "\(problem)" + (offset.map { " at byte \($0)" } ?? "")
+        case .duplicatedKeysInMapping(_, let context):
+            return "a key appears twice in one mapping at \(at(context.mark))"
+        case .dataCouldNotBeDecoded:
+            return "it is not UTF-8 text"
+        default:
+            return "it could not be parsed"
+        }
     }
 
     private mutating func flatten(_ mapping: Node.Mapping, prefix: String, file: String) throws {
@@ -238,7 +257,7 @@ public struct ForwarderConfiguration: Sendable {
 
     static func duration(_ text: String, _ origin: String) throws -> Int64 {
         guard let millis = Durations.parseMillis(text) else {
-            throw ConfigurationError("\(origin): '\(text)' is not a duration such as 500ms, 30s, 5m, 24h or 7d")
+            throw ConfigurationError("\(origin): '\(text)' is not a duration such as 500ms, 30s, 5m, 24h or 7d (at most 36500d)")
         }
         return millis
     }
@@ -312,7 +331,12 @@ public struct DeliverySettings: Sendable, Equatable {
 public enum AccessTokenFile {
     public static func read(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigurationError("cannot read the access token file \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")")
+            guard FileManager.default.fileExists(atPath: path) else {
+                // The value is not shown: set by mistake to the token itself, it would be
+                // printed (and land in a journal or a CI log).
+                throw ConfigurationError("cannot read the access token file: no such file (the path is not shown, in case it is the token itself: access_token_file must name a file that holds the token)")
+            }
+            throw ConfigurationError("cannot read the access token file \(path): permission denied (run as the service user, or under systemd with LoadCredential=)")
         }
         let token = String(decoding: data, as: UTF8.self).trimmingWhitespace()
         guard !token.isEmpty else { throw ConfigurationError("the access token file \(path) is empty") }

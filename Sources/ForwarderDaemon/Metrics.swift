@@ -86,7 +86,7 @@ public final class DaemonMetrics: Sendable {
         rows["pending"]?.record(backlog.pending)
         rows["inflight"]?.record(backlog.inflight)
         rows["dead"]?.record(backlog.dead)
-        oldestAge.record(backlog.oldestCreatedAt.map { Double(max(0, now - $0)) / 1000 } ?? 0)
+        oldestAge.record(backlog.oldestCreatedAt.map { Double(max(0, now.subtracting(saturating: $0))) / 1000 } ?? 0)
     }
 }
 
@@ -107,7 +107,9 @@ public final class MetricsServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // IPPROTO_TCP level: .socketOption(.tcp_nodelay) would set SOL_SOCKET option 1, SO_DEBUG,
+            // which needs CAP_NET_ADMIN: as a non-root user every accepted connection was closed.
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

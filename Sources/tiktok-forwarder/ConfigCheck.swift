@@ -32,6 +32,8 @@ struct Config: ParsableCommand {
                 guard let (value, origin) = layers.values[key] else { continue }
                 let shown: String
                 switch value {
+                case .scalar(let text) where key == "access_token_file" && !FileManager.default.fileExists(atPath: text):
+                    shown = "(not shown: no such file; it may be the token itself)"
                 case .scalar(let text): shown = text
                 case .table(let table): shown = table.keys.sorted().map { "\($0)=\(table[$0]!)" }.joined(separator: ", ")
                 }

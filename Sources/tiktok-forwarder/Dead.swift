@@ -29,7 +29,7 @@ struct Dead: ParsableCommand {
             if letters.isEmpty { print("no dead letters"); return }
             for l in letters {
                 let code = [l.httpStatus.map { "HTTP \($0)" }, l.tiktokCode.map { "code \($0)" }].compactMap { $0 }.joined(separator: ", ")
-                print("#\(l.id)  \(l.eventID)  \(l.eventName ?? "?")  attempts \(l.attempts)\(code.isEmpty ? "" : "  " + code)  \(l.error ?? "")")
+                print(SafeText.escapingControls("#\(l.id)  \(l.eventID)  \(l.eventName ?? "?")  attempts \(l.attempts)\(code.isEmpty ? "" : "  " + code)  \(l.error ?? "")"))
             }
         }
     }
@@ -42,7 +42,7 @@ struct Dead: ParsableCommand {
 
         func run() throws {
             guard let letter = try database.openStore().deadLetter(key) else {
-                printError("no dead letter with id or event_id '\(key)'")
+                printError("no dead letter with id or event_id '\(SafeText.escapingControls(key))'")
                 throw ExitCode(1)
             }
             print(DeadReport.json(letter))

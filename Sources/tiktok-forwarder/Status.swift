@@ -40,7 +40,7 @@ enum StatusReport {
         for state in RowState.allCases { counts.append(state.rawValue, .number(String(stats.count(state)))) }
         var root = JSONObject()
         root.append("counts", .object(counts))
-        root.append("oldest_pending_age_seconds", stats.oldestPendingCreatedAt.map { .number(String(max(0, now - $0) / 1000)) } ?? .null)
+        root.append("oldest_pending_age_seconds", stats.oldestPendingCreatedAt.map { .number(String(max(0, now.subtracting(saturating: $0)) / 1000)) } ?? .null)
         root.append("delivered_last_minute", .number(String(stats.deliveredLastMinute)))
         let paused = stats.daemons.compactMap(\.pausedReason)
         root.append("paused", .bool(!paused.isEmpty))
@@ -49,7 +49,7 @@ enum StatusReport {
             var o = JSONObject()
             o.append("owner", .string(d.owner))
             o.append("pid", .number(String(d.pid)))
-            o.append("heartbeat_age_seconds", .number(String(max(0, now - d.heartbeatAt) / 1000)))
+            o.append("heartbeat_age_seconds", .number(String(max(0, now.subtracting(saturating: d.heartbeatAt)) / 1000)))
             o.append("paused_reason", d.pausedReason.map(JSON.string) ?? .null)
             o.append("in_flight_limit", d.inFlightLimit.map { .number(String($0)) } ?? .null)
             return .object(o)
@@ -71,27 +71,27 @@ enum StatusReport {
         var lines: [String] = []
         let states = RowState.allCases.map { "\($0.rawValue) \(stats.count($0))" }.joined(separator: "   ")
         lines.append("rows:      \(states)")
-        let age = stats.oldestPendingCreatedAt.map { Durations.format(millis: max(0, now - $0)) } ?? "none pending"
+        let age = stats.oldestPendingCreatedAt.map { Durations.format(millis: max(0, now.subtracting(saturating: $0))) } ?? "none pending"
         lines.append("backlog:   oldest pending \(age)")
         lines.append("rate:      \(stats.deliveredLastMinute) delivered in the last minute (\(stats.deliveredLastMinute / 60)/s)")
         if stats.daemons.isEmpty {
             lines.append("daemon:    none running")
         }
         for daemon in stats.daemons {
-            let state = daemon.pausedReason.map { "PAUSED: \($0)" }
+            let state = daemon.pausedReason.map { "PAUSED: \(SafeText.escapingControls($0))" }
                 ?? "delivering, \(daemon.inFlightLimit.map { "\($0)" } ?? "?") requests in flight at most"
-            let silence = max(0, now - daemon.heartbeatAt)
+            let silence = max(0, now.subtracting(saturating: daemon.heartbeatAt))
             let heartbeat = silence > 30_000
                 ? "NO HEARTBEAT for \(Durations.format(millis: silence)): is it still running?"
                 : "heartbeat \(Durations.format(millis: silence)) ago"
-            lines.append("daemon:    pid \(daemon.pid), up \(Durations.format(millis: max(0, now - daemon.startedAt))), \(heartbeat)")
+            lines.append("daemon:    pid \(daemon.pid), up \(Durations.format(millis: max(0, now.subtracting(saturating: daemon.startedAt)))), \(heartbeat)")
             lines.append("           \(state)")
         }
         if !stats.recentErrors.isEmpty {
             lines.append("recent errors:")
             for e in stats.recentErrors {
                 let code = [e.httpStatus.map { "HTTP \($0)" }, e.tiktokCode.map { "code \($0)" }].compactMap { $0 }.joined(separator: ", ")
-                lines.append("  #\(e.id) \(e.eventID) [\(e.state.rawValue)\(code.isEmpty ? "" : ", " + code)] \(e.error)")
+                lines.append("  #\(e.id) \(SafeText.escapingControls(e.eventID)) [\(e.state.rawValue)\(code.isEmpty ? "" : ", " + code)] \(SafeText.escapingControls(e.error))")
             }
         }
         return lines.joined(separator: "\n")

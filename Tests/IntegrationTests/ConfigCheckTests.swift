@@ -29,7 +29,7 @@ struct ConfigCheckTests {
     @Test("it fails clearly on what would stop the daemon", arguments: [
         (["--access-token-file", "TOKEN"], "no pixel code"),
         (["--pixel-code", "P"], "no access token"),
-        (["--pixel-code", "P", "--access-token-file", "/nonexistent/token"], "cannot read the access token file /nonexistent/token"),
+        (["--pixel-code", "P", "--access-token-file", "/nonexistent/token"], "cannot read the access token file: no such file (the path is not shown"),
         (["--pixel-code", "P", "--access-token-file", "TOKEN", "--endpoint", "http://business-api.tiktok.com"], "must use https"),
         (["--pixel-code", "P", "--access-token-file", "TOKEN", "--db", "/proc/outbox.sqlite"], "the database directory /proc is not writable"),
         (["--pixel-code", "P", "--access-token-file", "TOKEN", "--db", "/nonexistent/dir/outbox.sqlite"], "does not exist"),
