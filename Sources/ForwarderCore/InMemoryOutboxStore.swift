@@ -18,6 +18,7 @@ public final class InMemoryOutboxStore: OutboxStore {
         var tiktokCode: Int?
         var error: String?
         var finishedAt: UnixMillis?
+        var unsettledClaims = 0
     }
 
     fileprivate struct State {
@@ -46,20 +47,25 @@ public final class InMemoryOutboxStore: OutboxStore {
         }
     }
 
-    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow] {
         state.withLock { s in
+            let order: (Row, Row) -> Bool = { ($0.nextAttemptAt, $0.id) < ($1.nextAttemptAt, $1.id) }
             let due = s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now }
-                .sorted { ($0.nextAttemptAt, $0.id) < ($1.nextAttemptAt, $1.id) }
-                .prefix(limit)
-            return due.map { row in
+            let suspect = suspects ? due.filter { $0.unsettledClaims > 0 }.min(by: order) : nil
+            let picked = suspect.map { first in
+                Array(due.filter { $0.unsettledClaims == first.unsettledClaims }.sorted(by: order)
+                    .prefix(max(1, limit >> min(first.unsettledClaims, 30))))
+            } ?? Array(due.filter { $0.unsettledClaims == 0 }.sorted(by: order).prefix(limit))
+            let counted = suspect == nil || picked.count == 1  // a suspect group's claim is a bisection step, not an attempt
+            return picked.map { row in
                 var r = row
                 r.state = .inflight
-                r.attempts += 1
+                if counted, r.attempts < .max { r.attempts += 1 }
                 r.leaseOwner = owner
                 r.leaseExpiresAt = leaseUntil
                 s.rows[r.id] = r
                 return ClaimedRow(id: r.id, eventID: r.eventID, payload: Array(r.payload.utf8), createdAt: r.createdAt,
-                                  attempts: r.attempts, firstSentAt: r.firstSentAt)
+                                  attempts: r.attempts, firstSentAt: r.firstSentAt, unsettledClaims: r.unsettledClaims)
             }.sorted { $0.id < $1.id }
         }
     }
@@ -71,6 +77,7 @@ public final class InMemoryOutboxStore: OutboxStore {
                 guard var row = s.rows[settlement.id], row.state == .inflight, row.leaseOwner == owner else { continue }
                 row.leaseOwner = nil
                 row.leaseExpiresAt = nil
+                row.unsettledClaims = 0
                 switch settlement {
                 case .delivered(_, let record):
                     row.state = .delivered
@@ -126,6 +133,7 @@ public final class InMemoryOutboxStore: OutboxStore {
             var changed = 0
             for (id, var row) in s.rows where row.state == .inflight && condition(row) {
                 row.state = .pending
+                row.unsettledClaims += 1
                 row.nextAttemptAt = now
                 row.leaseOwner = nil
                 row.leaseExpiresAt = nil
@@ -174,6 +182,7 @@ public final class InMemoryOutboxStore: OutboxStore {
             for (id, var row) in s.rows where row.state == .dead && selection.matches(id: row.id, eventID: row.eventID, finishedAt: row.finishedAt ?? 0) {
                 row.state = .pending
                 row.attempts = 0
+                row.unsettledClaims = 0
                 row.nextAttemptAt = now
                 row.finishedAt = nil
                 row.firstSentAt = nil
@@ -210,7 +219,7 @@ public final class InMemoryOutboxStore: OutboxStore {
                 if row.state == .pending || row.state == .inflight {
                     stats.oldestPendingCreatedAt = min(stats.oldestPendingCreatedAt ?? .max, row.createdAt)
                 }
-                if row.state == .delivered, (row.finishedAt ?? 0) >= now - 60_000 { stats.deliveredLastMinute += 1 }
+                if row.state == .delivered, (row.finishedAt ?? 0) >= now.subtracting(saturating: 60_000) { stats.deliveredLastMinute += 1 }
             }
             stats.recentErrors = s.rows.values
                 .filter { ($0.state == .dead || ($0.state == .pending && $0.error != nil)) }

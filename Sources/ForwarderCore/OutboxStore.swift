@@ -13,8 +13,18 @@ public protocol OutboxStore: AnyObject, Sendable {
     func enqueue(_ events: [NewEvent], now: UnixMillis) throws -> EnqueueResult
 
     /// Claims up to `limit` due pending rows, oldest due first: they become `inflight`
-    /// under `owner` until `leaseUntil`, and each claim counts as an attempt.
-    func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow]
+    /// under `owner` until `leaseUntil`, and each claim counts as an attempt (saturating,
+    /// never overflowing).
+    ///
+    /// Suspects — due rows with unsettled claims (see ``ClaimedRow/unsettledClaims``) — come
+    /// first when `suspects` is true (with `false` they are left for another claimer): a
+    /// group of at most `limit >> unsettledClaims` of them with the same count, so a batch
+    /// that crashed the daemon is bisected by the crashes themselves and a row that crashes
+    /// it every time is alone after about log2(`limit`) of them. A group of more than one
+    /// row is not counted as an attempt (its innocent rows keep their budget); a claim of a
+    /// single suspect is. A daemon lets one worker take suspects, so that one suspect group
+    /// is in flight at a time.
+    func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow]
 
     /// Applies outcomes to rows `owner` holds, in one transaction. Returns how many rows
     /// changed; rows no longer held by `owner` are left as they are.
@@ -26,7 +36,8 @@ public protocol OutboxStore: AnyObject, Sendable {
     func release(ids: [Int64], owner: String, now: UnixMillis) throws -> Int
 
     /// Returns rows whose lease expired (a crashed daemon's) to `pending`. Their attempt
-    /// stays counted, so a row that crashes the daemon every time still runs out of attempts.
+    /// stays counted and their unsettled claims grow by one, so a row that crashes the daemon
+    /// every time is isolated by the next claims and still runs out of attempts.
     @discardableResult
     func reclaimExpiredLeases(now: UnixMillis) throws -> Int
 
@@ -71,6 +82,13 @@ public protocol OutboxStore: AnyObject, Sendable {
     func daemonStatuses() throws -> [DaemonStatus]
 }
 
+extension OutboxStore {
+    /// A claim that may take suspects.
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
+        try claim(limit: limit, owner: owner, leaseUntil: leaseUntil, now: now, suspects: true)
+    }
+}
+
 public struct Backlog: Sendable, Equatable {
     public var pending = 0
     public var inflight = 0
@@ -112,12 +130,22 @@ public struct ClaimedRow: Sendable, Equatable {
     public var attempts: Int
     /// When an earlier attempt first may have reached TikTok, if one did.
     public var firstSentAt: UnixMillis?
+    /// Earlier claims of this row that ended without a result (lease expired or its daemon
+    /// gone): a row with any is a suspect, claimed in ever smaller groups.
+    public var unsettledClaims: Int
+    /// False when the stored `event_id` is not valid UTF-8; ``eventID`` then shows it with
+    /// replacement characters, and the row must be dead-lettered, never sent under an
+    /// altered deduplication key.
+    public var eventIDIsValidUTF8: Bool
 
-    public init(id: Int64, eventID: String, payload: [UInt8], createdAt: UnixMillis, attempts: Int, firstSentAt: UnixMillis?) {
+    public init(id: Int64, eventID: String, payload: [UInt8], createdAt: UnixMillis, attempts: Int, firstSentAt: UnixMillis?,
+                unsettledClaims: Int = 0, eventIDIsValidUTF8: Bool = true) {
         self.id = id
         self.eventID = eventID
         self.payload = payload
         self.createdAt = createdAt
+        self.unsettledClaims = unsettledClaims
+        self.eventIDIsValidUTF8 = eventIDIsValidUTF8
         self.attempts = attempts
         self.firstSentAt = firstSentAt
     }

@@ -43,6 +43,9 @@ public final class BatchDeliverer {
     let logger: Logger
     let metrics: DaemonMetrics
     var random: () -> Double
+    /// Whether this deliverer's claims take suspect rows (see ``OutboxStore/claim``): one
+    /// worker per daemon does, so that suspects are processed one at a time.
+    public var takesSuspects = true
 
     public init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
                 owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
@@ -72,11 +75,26 @@ public final class BatchDeliverer {
     @discardableResult
     public func deliverOnce(limit: Int? = nil) throws -> Int {
         let now = clock.nowMillis()
-        var rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now + settings.leaseMillis, now: now)
+        var rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now.adding(saturating: settings.leaseMillis),
+                                   now: now, suspects: takesSuspects)
         let claimed = rows.count
         guard claimed > 0 else { return 0 }
         // Requests start only while the lease leaves room for a whole one (and a margin).
-        let sendDeadline = now + settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis)
+        let sendDeadline = now.adding(saturating: settings.leaseMillis - settings.requestTimeoutMillis - min(5_000, settings.requestTimeoutMillis))
+
+        // Rows that must not be processed at all are settled first, in their own transaction,
+        // before anything could crash on them.
+        let refused = rows.compactMap { row in Self.refusal(row, maxAttempts: settings.retry.maxAttempts).map { (row, $0) } }
+        if !refused.isEmpty {
+            try settle(refused.map { .dead(id: $0.0.id, AttemptRecord(error: $0.1)) }, now: now)
+            control.record(dead: refused.count, now: now)
+            for (row, reason) in refused {
+                metrics.events("dead", reason: row.eventIDIsValidUTF8 ? "gave_up" : "transform", count: 1)
+                logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
+            }
+            let ids = Set(refused.map(\.0.id))
+            rows.removeAll { ids.contains($0.id) }
+        }
 
         var settlements: [Settlement] = []
         var items: [Item] = []
@@ -84,6 +102,9 @@ public final class BatchDeliverer {
         var body = JSONWriter(capacity: rows.reduce(256) { $0 + $1.payload.count + 256 })
         TrackRequest.writeHead(pixelCode: target.pixelCode, testEventCode: target.testEventCode, into: &body)
         for var row in rows {
+            #if DEBUG
+            Self.crashHookForTests(row)
+            #endif
             let outcome = transformer.transform(payload: row.payload, eventID: row.eventID, insertedAtMillis: row.createdAt, nowMillis: now)
             row.payload = []  // the encoded event replaces it; a batch's payloads are ~1.2 MB
             switch outcome {
@@ -145,11 +166,13 @@ public final class BatchDeliverer {
             : TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map { batch[$0.event] })
         let started = ContinuousClock.now
         metrics.requestStarted()
-        let result = transport.post(body: body, accessToken: token())
+        let accessToken = token()
+        let result = transport.post(body: body, accessToken: accessToken)
         metrics.requestFinished()
         let elapsed = ContinuousClock.now - started
         let now = clock.nowMillis()
-        let (outcome, status, code) = ResponseClassifier.classifyDetailed(result)
+        let (classified, status, code) = ResponseClassifier.classifyDetailed(result)
+        let outcome = classified.redacting(accessToken)  // a peer may echo the token back
         metrics.request(outcome: Self.name(outcome), code: code, events: items.count,
                         nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
@@ -268,6 +291,37 @@ public final class BatchDeliverer {
             logger.warning("lease lost before settling; another daemon took these rows over", metadata: ["rows": "\(settlements.count - changed)"])
         }
     }
+
+    /// Why a claimed row is dead-lettered before it is transformed, if it is: an `event_id`
+    /// that is not UTF-8 (sending it altered would break deduplication with the pixel), or a
+    /// row claimed more than `maxAttempts` times — which, since every settled failure is
+    /// decided by the retry policy, means its earlier claims ended without a result: the
+    /// daemon crashed, was killed or hung while processing it (or an operator set
+    /// `attempts`). Without this, a row that crashes the daemon would crash-loop it forever.
+    /// (Bisection claims of suspect groups are not counted: see `OutboxStore.claim`.)
+    static func refusal(_ row: ClaimedRow, maxAttempts: Int) -> String? {
+        if !row.eventIDIsValidUTF8 {
+            return "event_id is not valid UTF-8: it is TikTok's deduplication key with the pixel and cannot be sent altered; fix the producer, then update event_id and redrive"
+        }
+        if row.attempts > maxAttempts {
+            let unsettled = row.unsettledClaims > 0
+                ? "\(row.unsettledClaims) of them ended without a result (the daemon stopped, crashed or hung while processing this row)"
+                : "without a recorded result"
+            return "gave up after \(row.attempts - 1) claims (max_attempts \(maxAttempts)), \(unsettled); not tried again"
+        }
+        return nil
+    }
+
+    #if DEBUG
+    /// Debug builds only: `TIKTOK_FORWARDER_TEST_CRASH_EVENT_ID` names an event id whose
+    /// processing crashes the daemon, so tests can prove that a row which crashes the daemon
+    /// every time ends dead without stopping the queue. Release builds have no such hook.
+    private static let crashEventID: String? = ProcessInfo.processInfo.environment["TIKTOK_FORWARDER_TEST_CRASH_EVENT_ID"]
+
+    private static func crashHookForTests(_ row: ClaimedRow) {
+        if let crashEventID, row.eventID == crashEventID { fatalError("test hook: crashing on event \(crashEventID)") }
+    }
+    #endif
 
     static func name(_ outcome: DeliveryOutcome) -> String {
         switch outcome {

@@ -79,4 +79,17 @@ SELECT state,
 FROM outbox
 GROUP BY state;
 """#),
+    Migration(version: 2, name: "0002_unsettled_claims.sql", sql: #"""
+-- 0002: crash isolation. A claim whose lease ran out without a result (the daemon crashed,
+-- was killed, or hung on this batch) counts as an unsettled claim of each of its rows.
+-- Such a row is claimed alone next time, so that a row that crashes the daemon takes no
+-- other row down with it, and once it has used max_attempts claims it is dead-lettered at
+-- its next claim instead of crash-looping the queue. Any result (delivered, retry, dead,
+-- skipped) sets the count back to 0; a graceful release leaves it as it is.
+
+ALTER TABLE outbox ADD COLUMN unsettled_claims INTEGER NOT NULL DEFAULT 0 CHECK (unsettled_claims >= 0);
+
+-- Suspect rows due for a claim of their own.
+CREATE INDEX outbox_pending_suspect ON outbox (next_attempt_at) WHERE state = 'pending' AND unsettled_claims > 0;
+"""#),
 ]

@@ -57,30 +57,84 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
 
     // MARK: - The delivery cycle
 
-    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow] {
         try locked { db in
-            try db.writeTransaction {
+            // A read first: an idle daemon polls every linger, and a read neither takes the
+            // write lock producers need nor writes anything.
+            let due = try db.statement("SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1)")
+            try due.bind(1, now)
+            guard try due.step(), due.int(0) == 1 else { return [] }
+            due.reset()
+            return try db.writeTransaction {
+                // Suspects — rows whose last claim ended without a result (the daemon crashed,
+                // was killed or hung while holding them) — go before any other row, in groups
+                // that halve with every such claim (limit >> unsettled_claims): a row that
+                // crashes the daemon is alone after ~log2(limit) crashes. A group claim of more
+                // than one row is not counted as an attempt (it is a bisection step, and its
+                // innocent rows must keep their budget); a claim of one row is.
+                if suspects {
+                    let first = try db.statement("""
+                        SELECT unsettled_claims FROM outbox
+                        WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= ?1
+                        ORDER BY next_attempt_at, id
+                        LIMIT 1
+                        """)
+                    try first.bind(1, now)
+                    if try first.step() {
+                        let unsettled = first.int(0)
+                        first.reset()
+                        let group = max(1, limit >> min(unsettled, 30))
+                        let ids = try db.statement("""
+                            SELECT id FROM outbox
+                            WHERE state = 'pending' AND unsettled_claims = ?1 AND next_attempt_at <= ?2
+                            ORDER BY next_attempt_at, id
+                            LIMIT ?3
+                            """)
+                        try ids.bind(1, unsettled).bind(2, now).bind(3, group)
+                        var picked: [Int64] = []
+                        while try ids.step() { picked.append(ids.int64(0)) }
+                        let claimGroup = try db.statement("""
+                            UPDATE outbox
+                            SET state = 'inflight', attempts = attempts + (?4 AND attempts < 9223372036854775807),
+                                lease_owner = ?1, lease_expires_at = ?2
+                            WHERE id IN (SELECT value FROM json_each(?3))
+                            RETURNING id, event_id, payload, created_at, attempts, first_sent_at, unsettled_claims
+                            """)
+                        try claimGroup.bind(1, owner).bind(2, leaseUntil).bind(3, jsonArray(picked)).bind(4, picked.count == 1 ? 1 : 0)
+                        var rows: [ClaimedRow] = []
+                        while try claimGroup.step() { rows.append(Self.claimedRow(claimGroup)) }
+                        rows.sort { $0.id < $1.id }
+                        return rows
+                    }
+                }
                 let claim = try db.statement("""
                     UPDATE outbox
-                    SET state = 'inflight', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2
+                    SET state = 'inflight', attempts = attempts + (attempts < 9223372036854775807),
+                        lease_owner = ?1, lease_expires_at = ?2
                     WHERE id IN (SELECT id FROM outbox
-                                 WHERE state = 'pending' AND next_attempt_at <= ?3
+                                 WHERE state = 'pending' AND next_attempt_at <= ?3 AND unsettled_claims = 0
                                  ORDER BY next_attempt_at, id
                                  LIMIT ?4)
-                    RETURNING id, event_id, payload, created_at, attempts, first_sent_at
+                    RETURNING id, event_id, payload, created_at, attempts, first_sent_at, unsettled_claims
                     """)
                 try claim.bind(1, owner).bind(2, leaseUntil).bind(3, now).bind(4, limit)
                 var rows: [ClaimedRow] = []
                 rows.reserveCapacity(limit)
-                while try claim.step() {
-                    rows.append(ClaimedRow(id: claim.int64(0), eventID: claim.string(1), payload: claim.bytes(2),
-                                           createdAt: claim.int64(3), attempts: claim.int(4),
-                                           firstSentAt: claim.optionalInt64(5)))
-                }
+                while try claim.step() { rows.append(Self.claimedRow(claim)) }
                 rows.sort { $0.id < $1.id }
                 return rows
             }
         }
+    }
+
+    private static func claimedRow(_ row: SQLiteStatement) -> ClaimedRow {
+        // event_id is TikTok's deduplication key: a value that is not UTF-8 is never
+        // "repaired" (that would change the key) but flagged, and the row dead-lettered.
+        let id = row.bytes(1)
+        let valid = String(validating: id, as: UTF8.self)
+        return ClaimedRow(id: row.int64(0), eventID: valid ?? String(decoding: id, as: UTF8.self), payload: row.bytes(2),
+                          createdAt: row.int64(3), attempts: row.int(4), firstSentAt: row.optionalInt64(5),
+                          unsettledClaims: row.int(6), eventIDIsValidUTF8: valid != nil)
     }
 
     public func settle(_ settlements: [Settlement], owner: String, now: UnixMillis) throws -> Int {
@@ -96,7 +150,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 if !deliveredIDs.isEmpty {
                     let delivered = try db.statement("""
                         UPDATE outbox
-                        SET state = 'delivered', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                        SET state = 'delivered', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL, unsettled_claims = 0,
                             last_http_status = ?3, last_tiktok_code = ?4, last_error = NULL
                         WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_owner = ?5
                         """)
@@ -115,7 +169,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     case .retry(let id, let at, let record):
                         let retry = try db.statement("""
                             UPDATE outbox
-                            SET state = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                            SET state = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_expires_at = NULL, unsettled_claims = 0,
                                 last_http_status = ?3, last_tiktok_code = ?4, last_error = ?5,
                                 first_sent_at = CASE WHEN ?6 THEN coalesce(first_sent_at, ?7) ELSE first_sent_at END
                             WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?8
@@ -127,7 +181,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     case .dead(let id, let record):
                         let dead = try db.statement("""
                             UPDATE outbox
-                            SET state = 'dead', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                            SET state = 'dead', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL, unsettled_claims = 0,
                                 last_http_status = ?3, last_tiktok_code = ?4, last_error = ?5,
                                 first_sent_at = CASE WHEN ?6 THEN coalesce(first_sent_at, ?2) ELSE first_sent_at END
                             WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?7
@@ -139,7 +193,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     case .skipped(let id, let reason):
                         let skipped = try db.statement("""
                             UPDATE outbox
-                            SET state = 'skipped', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL,
+                            SET state = 'skipped', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL, unsettled_claims = 0,
                                 last_error = ?3
                             WHERE id = ?1 AND state = 'inflight' AND lease_owner = ?4
                             """)
@@ -176,7 +230,8 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             try db.writeTransaction {
                 let reclaim = try db.statement("""
                     UPDATE outbox
-                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL
+                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
+                        unsettled_claims = unsettled_claims + 1
                     WHERE state = 'inflight' AND lease_owner IN (SELECT value FROM json_each(?2))
                     """)
                 try reclaim.bind(1, now).bind(2, jsonStringArray(owners))
@@ -244,7 +299,8 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             try db.writeTransaction {
                 let reclaim = try db.statement("""
                     UPDATE outbox
-                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL
+                    SET state = 'pending', next_attempt_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
+                        unsettled_claims = unsettled_claims + 1
                     WHERE state = 'inflight' AND lease_expires_at <= ?1
                     """)
                 try reclaim.bind(1, now)
@@ -262,7 +318,8 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 let (condition, bind) = deadCondition(selection)
                 let redrive = try db.statement("""
                     UPDATE outbox
-                    SET state = 'pending', attempts = 0, next_attempt_at = ?1, finished_at = NULL, first_sent_at = NULL
+                    SET state = 'pending', attempts = 0, next_attempt_at = ?1, finished_at = NULL, first_sent_at = NULL,
+                        unsettled_claims = 0
                     WHERE state = 'dead' AND \(condition)
                     """)
                 try redrive.bind(1, now)

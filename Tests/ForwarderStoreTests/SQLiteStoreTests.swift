@@ -33,7 +33,7 @@ struct SQLiteStoreTests {
     func migrateTwice() throws {
         let directory = TemporaryDirectory()
         let db = try SQLiteConnection(path: directory.path + "/outbox.sqlite")
-        #expect(try Migrator.migrate(db) == [1])
+        #expect(try Migrator.migrate(db) == Array(1...Migrator.latestVersion))
         #expect(try Migrator.migrate(db) == [])
         #expect(try db.userVersion == Migrator.latestVersion)
     }
@@ -100,5 +100,48 @@ struct SQLiteStoreTests {
         #expect(settled == 40_000)
         #expect(stats.count(.delivered) == 40_000)
         #expect(stats.counts.values.reduce(0, +) == 40_000)
+    }
+}
+
+@Suite("SQLite outbox: values an operator may write")
+struct SQLiteHostileValueTests {
+    @Test("attempts at Int64.max: the claim saturates instead of failing, and the row can still be settled")
+    func attemptsAtMaximum() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let store = try SQLiteOutboxStore(path: path)
+        _ = try store.enqueue([NewEvent(eventID: "max", payload: "{}"), NewEvent(eventID: "ok", payload: "{}")], now: 1_000)
+        try SQLiteConnection(path: path).execute("UPDATE outbox SET attempts = 9223372036854775807 WHERE event_id = 'max'")
+        let rows = try store.claim(limit: 10, owner: "a", leaseUntil: 100_000, now: 2_000)
+        #expect(Set(rows.map(\.eventID)) == ["max", "ok"])
+        #expect(rows.first { $0.eventID == "max" }?.attempts == Int.max)
+        #expect(try store.settle(rows.map { .dead(id: $0.id, AttemptRecord(error: "x")) }, owner: "a", now: 3_000) == 2)
+    }
+
+    @Test("a new database and its -wal and -shm files are group-writable whatever the umask")
+    func fileModes() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let old = umask(0o077)
+        defer { umask(old) }
+        let store = try SQLiteOutboxStore(path: path)
+        _ = try store.enqueue([NewEvent(eventID: "a", payload: "{}")], now: 1)
+        for file in [path, path + "-wal", path + "-shm"] {
+            var info = stat()
+            #expect(stat(file, &info) == 0, "\(file) exists while the store is open")
+            #expect(info.st_mode & 0o777 == 0o660, "\(file): \(String(info.st_mode & 0o777, radix: 8))")
+        }
+    }
+
+    @Test("an event_id that is not UTF-8 is flagged, never repaired")
+    func invalidUTF8EventID() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let store = try SQLiteOutboxStore(path: path)
+        try SQLiteConnection(path: path).execute("INSERT INTO outbox (event_id, payload) VALUES (CAST(X'6576FF2D31' AS TEXT), '{}'), ('ok', '{}')")
+        let rows = try store.claim(limit: 10, owner: "a", leaseUntil: Int64.max / 2, now: Int64.max / 4)
+        #expect(rows.count == 2)
+        #expect(rows.first { $0.eventID == "ok" }?.eventIDIsValidUTF8 == true)
+        #expect(rows.first { $0.eventID != "ok" }?.eventIDIsValidUTF8 == false)
     }
 }

@@ -173,4 +173,35 @@ struct StoreConformanceTests {
         stats = try store.stats(now: t0 + 10_000)
         #expect(stats.daemons.isEmpty)
     }
+
+    @Test("suspects (claims that ended without a result) go first, in groups that halve with each crash; only a lone claim counts", arguments: StoreKind.allCases)
+    func unsettledClaimsBisect(kind: StoreKind) throws {
+        let directory = TemporaryDirectory()
+        let store = try kind.make(in: directory)
+        _ = try store.enqueue(events(6), now: t0)
+        let crashed = try store.claim(limit: 4, owner: "a", leaseUntil: t0 + 1_000, now: t0)
+        #expect(crashed.map(\.eventID) == ["e0", "e1", "e2", "e3"] && crashed.allSatisfy { $0.unsettledClaims == 0 && $0.attempts == 1 })
+        #expect(try store.reclaimExpiredLeases(now: t0 + 1_000) == 4)  // the daemon died holding e0…e3
+        // Not for a claimer that leaves suspects alone.
+        #expect(try store.claim(limit: 4, owner: "x", leaseUntil: t0 + 60_000, now: t0 + 1_500, suspects: false).map(\.eventID) == ["e4", "e5"])
+        // First crash: halves of 4 >> 1 = 2, not counted as attempts.
+        var group = try store.claim(limit: 4, owner: "b", leaseUntil: t0 + 3_000, now: t0 + 2_000)
+        #expect(group.map(\.eventID) == ["e0", "e1"] && group.allSatisfy { $0.unsettledClaims == 1 && $0.attempts == 1 })
+        #expect(try store.settle(group.map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }, owner: "b", now: t0 + 2_000) == 2)
+        group = try store.claim(limit: 4, owner: "b", leaseUntil: t0 + 3_000, now: t0 + 2_000)
+        #expect(group.map(\.eventID) == ["e2", "e3"])
+        #expect(try store.reclaimExpiredLeases(now: t0 + 3_000) == 2)  // it crashed again: e2 or e3 is the culprit
+        // Second crash: 4 >> 2 = 1: alone, and now each claim counts.
+        let alone = try store.claim(limit: 4, owner: "c", leaseUntil: t0 + 60_000, now: t0 + 3_000)
+        #expect(alone.map(\.eventID) == ["e2"] && alone.first?.unsettledClaims == 2 && alone.first?.attempts == 2)
+        // A result clears the mark: a retried suspect rejoins ordinary batches.
+        #expect(try store.settle([.retry(id: alone[0].id, at: t0 + 3_000, AttemptRecord(httpStatus: 500, error: "HTTP 500"))], owner: "c", now: t0 + 3_000) == 1)
+        let next = try store.claim(limit: 4, owner: "c", leaseUntil: t0 + 60_000, now: t0 + 3_000)
+        #expect(next.map(\.eventID) == ["e3"] && next.first?.unsettledClaims == 2)
+        let ordinary = try store.claim(limit: 4, owner: "c", leaseUntil: t0 + 60_000, now: t0 + 3_000)
+        #expect(ordinary.map(\.eventID) == ["e2"] && ordinary.first?.unsettledClaims == 0 && ordinary.first?.attempts == 3)
+        // Reclaiming a gone owner's rows counts the same way.
+        #expect(try store.reclaimLeases(owners: ["c"], now: t0 + 4_000) == 2)
+        #expect(try store.claim(limit: 4, owner: "d", leaseUntil: t0 + 60_000, now: t0 + 4_000).count == 1)
+    }
 }

@@ -1,0 +1,253 @@
+import ForwarderCore
+import ForwarderStore
+import ForwarderTransport
+import Foundation
+import Testing
+import TestSupport
+
+/// A misbehaving peer (`Tests/Fixtures/hostile-peer.py`) on a loopback port.
+final class HostilePeer: @unchecked Sendable {
+    let process: ChildProcess
+    let port: Int
+
+    init(_ mode: String, tls: (cert: String, key: String)? = nil, in directory: TemporaryDirectory) throws {
+        var arguments = [Repository.root + "/Tests/Fixtures/hostile-peer.py", mode]
+        if let tls { arguments += ["--tls", tls.cert, tls.key] }
+        let child = try ChildProcess("/usr/bin/python3", arguments, in: directory, name: "peer-\(mode)")
+        process = child
+        guard waitUntil(timeout: 30, { child.stdout.contains("\n") }), let line = child.stdout.split(separator: "\n").first,
+              let port = Int(line.split(separator: " ").last ?? "") else {
+            throw RigError("hostile peer did not start: \(child.stderr)")
+        }
+        self.port = port
+    }
+}
+
+@Suite("Hostile input, with real processes", .serialized)
+struct HostileInputDaemonTests {
+    /// A row whose processing crashes the daemon every time (debug builds' crash hook): the
+    /// daemon is restarted as systemd would, and the row ends dead after max_attempts claims
+    /// while every other row — those of its batch included — is delivered.
+    @Test("a row that crashes the daemon every time ends dead after max_attempts restarts; every other row is delivered")
+    func crashLoopingRow() throws {
+        let rig = try Rig()
+        var events = Rig.events(600)
+        events.insert(NewEvent(eventID: "poison", payload: events[0].payload.replacingOccurrences(of: "ev-0", with: "poison")), at: 250)
+        // The timestamp that once crashed the normaliser rides along: it must simply fall back.
+        events.append(NewEvent(eventID: "huge-time", payload: #"{"event_name":"purchase","url":"https://s.example/","context":{"event_timestamp":"1000000000000000000000000"}}"#))
+        try rig.enqueue(events)
+        var crashes = 0
+        var finished = false
+        for run in 0..<16 {
+            let daemon = try rig.daemon(["--max-attempts", "3", "--max-batch-events", "100", "--until-drained"],
+                                        environment: ["TIKTOK_FORWARDER_TEST_CRASH_EVENT_ID": "poison"], name: "daemon-\(run)")
+            let status = daemon.wait(timeout: 60)
+            if status == 0 { finished = true; break }
+            #expect(daemon.stderr.contains("test hook: crashing on event poison"), "run \(run) exited \(status): \(daemon.stderr.suffix(2_000))")
+            crashes += 1
+        }
+        #expect(finished, "the queue drained after \(crashes) crashes")
+        // Batches of 100: the crashes bisect the poison's group (100 → 50 → … → 1: 7 steps, no
+        // attempt consumed), then it crashes alone once per allowed attempt.
+        #expect(crashes >= 3 && crashes <= 3 + 7, "\(crashes) crashes")
+        let stats = try rig.stats()
+        let deadNow = try rig.store.deadLetters(limit: 5).map { "\($0.eventID): \($0.error ?? "")" }
+        #expect(stats.count(.delivered) == 601 && stats.count(.dead) == 1 && stats.count(.pending) == 0, "\(stats.counts); dead: \(deadNow)")
+        let dead = try #require(try rig.store.deadLetter("poison"))
+        #expect(dead.error?.contains("ended without a result") == true, "\(dead.error ?? "")")
+        let recorded = try rig.recorded()
+        #expect(recorded["poison"] == nil && recorded.count == 601)
+    }
+
+    @Test("operator-written extremes (created_at at Int64.min, attempts at Int64.max) crash neither status nor the daemon")
+    func extremeOperatorValues() throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(200) + [NewEvent(eventID: "min-created", payload: #"{"event_name":"purchase","url":"https://s.example/"}"#),
+                                           NewEvent(eventID: "max-attempts", payload: #"{"event_name":"purchase","url":"https://s.example/"}"#)])
+        let sql = "UPDATE outbox SET created_at = -9223372036854775808 WHERE event_id = 'min-created'; UPDATE outbox SET attempts = 9223372036854775807 WHERE event_id = 'max-attempts';"
+        #expect(try ChildProcess.run("/usr/bin/sqlite3", [rig.db, sql], in: rig.directory).status == 0)
+        for arguments in [["status"], ["status", "--json"], ["dead", "list"]] {
+            let result = try ChildProcess.run(Repository.binary, arguments + ["--db", rig.db], in: rig.directory)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+        }
+        let daemon = try rig.daemon(["--until-drained"])
+        #expect(daemon.wait(timeout: 60) == 0, "\(daemon.stderr)")
+        let stats = try rig.stats()
+        #expect(stats.count(.delivered) == 200 && stats.count(.pending) == 0 && stats.count(.inflight) == 0)
+        #expect(try rig.store.deadLetter("max-attempts")?.error?.contains("gave up after") == true)
+        #expect(try ChildProcess.run(Repository.binary, ["status", "--db", rig.db], in: rig.directory).status == 0)
+    }
+
+    @Test("huge durations in configuration are refused with the key named, never trapped on", arguments: [
+        ["--delivery-max-age", "99999999999999d"], ["--lease", "9223372036854775807ms"], ["--retention", "100000000000000w"],
+    ])
+    func hugeDurations(_ flags: [String]) throws {
+        let rig = try Rig()
+        let result = try ChildProcess.run(Repository.binary, ["config", "check", "--db", rig.db, "--pixel-code", "P",
+                                                              "--access-token-file", rig.tokenFile] + flags, in: rig.directory)
+        #expect(result.status == 1 || result.status == 2, "exit \(result.status): \(result.stderr)")
+        #expect(result.stderr.contains(flags[0]) || result.stderr.contains(flags[0].dropFirst(2).replacingOccurrences(of: "-", with: "_")), "\(result.stderr)")
+    }
+
+    @Test("configuration errors never quote what they read: a YAML syntax error, a token given as the token file's path")
+    func configErrorsQuoteNothing() throws {
+        let rig = try Rig()
+        let secret = "sk-live-9f8e7d6c5b4a39281706"
+        let config = rig.directory.path + "/config.yaml"
+        try "pixel_code: P\naccess_token: \"\(secret)\": oops\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let yaml = try ChildProcess.run(Repository.binary, ["config", "check", "--config", config, "--db", rig.db], in: rig.directory)
+        #expect(yaml.status != 0 && yaml.stderr.contains("is not valid YAML") && yaml.stderr.contains("line 2"), "\(yaml.stderr)")
+        #expect(!yaml.stderr.contains(secret) && !yaml.stdout.contains(secret))
+        for command in [["config", "check"], ["run"]] {
+            let asPath = try ChildProcess.run(Repository.binary, command + ["--db", rig.db, "--pixel-code", "P", "--access-token-file", secret], in: rig.directory)
+            #expect(asPath.status != 0 && asPath.stderr.contains("no such file"), "\(asPath.stderr)")
+            #expect(!asPath.stderr.contains(secret) && !asPath.stdout.contains(secret))
+        }
+    }
+
+    @Test("a peer that echoes the request headers: the token is in no log, last_error, status or dead letter")
+    func echoedToken() throws {
+        let rig = try Rig()
+        let peer = try HostilePeer("echo", in: rig.directory)
+        try rig.enqueue(Rig.events(20))
+        let daemon = try ChildProcess(Repository.binary, ["run", "--db", rig.db, "--endpoint", "http://127.0.0.1:\(peer.port)", "--pixel-code", "P",
+                                                          "--access-token-file", rig.tokenFile, "--until-drained", "--max-attempts", "2"] + Rig.fastSettings,
+                                      in: rig.directory, name: "daemon")
+        #expect(daemon.wait(timeout: 60) == 0, "\(daemon.stderr)")
+        #expect(try rig.stats().count(.dead) == 20)
+        let shown = [daemon.stderr,
+                     try ChildProcess.run(Repository.binary, ["status", "--db", rig.db], in: rig.directory).stdout,
+                     try ChildProcess.run(Repository.binary, ["status", "--json", "--db", rig.db], in: rig.directory).stdout,
+                     try ChildProcess.run(Repository.binary, ["dead", "list", "--db", rig.db], in: rig.directory).stdout,
+                     try ChildProcess.run(Repository.binary, ["dead", "show", "ev-3", "--db", rig.db], in: rig.directory).stdout]
+        #expect(shown[4].contains("upstream error"), "the premise: the peer's text is kept")
+        #expect(shown[4].contains("[redacted]"))
+        for text in shown { #expect(!text.contains(rig.token)) }
+        let database = try Data(contentsOf: URL(fileURLWithPath: rig.db)) + ((try? Data(contentsOf: URL(fileURLWithPath: rig.db + "-wal"))) ?? Data())
+        #expect(database.range(of: Data(rig.token.utf8)) == nil)
+    }
+
+    @Test("a plain-http endpoint never goes through a proxy from the environment")
+    func noProxyForPlainHTTP() throws {
+        let rig = try Rig()
+        let proxy = try HostilePeer("count", in: rig.directory)
+        try rig.enqueue(Rig.events(50))
+        let proxyURL = "http://127.0.0.1:\(proxy.port)"
+        let daemon = try rig.daemon(["--until-drained"], environment: ["http_proxy": proxyURL, "HTTP_PROXY": proxyURL, "ALL_PROXY": proxyURL, "all_proxy": proxyURL])
+        #expect(daemon.wait(timeout: 60) == 0, "\(daemon.stderr)")
+        #expect(try rig.recorded().count == 50, "delivered straight to the sandbox")
+        #expect(!FileManager.default.fileExists(atPath: rig.directory.path + "/connections.log"), "the proxy saw no connection")
+    }
+
+    @Test("event ids with ESC and CR are printed escaped by the daemon's log and the CLI")
+    func controlCharacters() throws {
+        let rig = try Rig()
+        try rig.enqueue([NewEvent(eventID: "evil\u{1B}[2J\r\u{1B}]0;pwned\u{07}", payload: "not json")] + Rig.events(5))
+        let daemon = try rig.daemon(["--until-drained"])
+        #expect(daemon.wait(timeout: 60) == 0)
+        let outputs = [daemon.stderr,
+                       try ChildProcess.run(Repository.binary, ["status", "--db", rig.db], in: rig.directory).stdout,
+                       try ChildProcess.run(Repository.binary, ["dead", "list", "--db", rig.db], in: rig.directory).stdout]
+        #expect(outputs[0].contains("\\u{1B}[2J"), "the id is shown, escaped")
+        for text in outputs {
+            #expect(!text.contains("\u{1B}") && !text.contains("\r") && !text.contains("\u{07}"))
+        }
+    }
+
+    @Test("an event_id that is not UTF-8 is dead-lettered with the reason and never sent altered")
+    func invalidUTF8EventID() throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(10))
+        let insert = #"INSERT INTO outbox (event_id, payload) VALUES (CAST(X'6F72642DFF2D31' AS TEXT), '{"event_name":"purchase","url":"https://s.example/"}');"#
+        #expect(try ChildProcess.run("/usr/bin/sqlite3", [rig.db, insert], in: rig.directory).status == 0)
+        let daemon = try rig.daemon(["--until-drained"])
+        #expect(daemon.wait(timeout: 60) == 0)
+        let stats = try rig.stats()
+        #expect(stats.count(.delivered) == 10 && stats.count(.dead) == 1)
+        #expect(try rig.store.deadLetters(limit: 5).first?.error?.contains("not valid UTF-8") == true)
+        #expect(!(try String(contentsOfFile: rig.record, encoding: .utf8)).contains("\u{FFFD}"))
+    }
+
+    @Test("the database file removed and recreated under a running daemon: it exits non-zero, saying so")
+    func replacedDatabase() throws {
+        let rig = try Rig()
+        let daemon = try rig.daemon()
+        #expect(waitUntil(timeout: 10) { daemon.stderr.contains("NOTICE started") })
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: rig.db + suffix) }
+        _ = try SQLiteOutboxStore(path: rig.db)
+        #expect(daemon.wait(timeout: 15) == 1)
+        #expect(daemon.stderr.contains("the database file was replaced while running") || daemon.stderr.contains("the database file was removed while running"))
+    }
+
+    @Test("a TLS certificate that does not verify pauses delivery: no attempt consumed, nothing dead, status says why")
+    func tlsVerificationPauses() throws {
+        let rig = try Rig()
+        let cert = rig.directory.path + "/cert.pem", key = rig.directory.path + "/key.pem"
+        let made = try ChildProcess.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                                                             "-days", "1", "-subj", "/CN=127.0.0.1"], in: rig.directory)
+        #expect(made.status == 0, "\(made.stderr)")
+        let peer = try HostilePeer("count", tls: (cert, key), in: rig.directory)
+        try rig.enqueue(Rig.events(30))
+        let daemon = try ChildProcess(Repository.binary, ["run", "--db", rig.db, "--endpoint", "https://127.0.0.1:\(peer.port)", "--pixel-code", "P",
+                                                          "--access-token-file", rig.tokenFile] + Rig.fastSettings, in: rig.directory, name: "daemon")
+        #expect(try waitUntil(timeout: 20) { try rig.stats().daemons.first?.pausedReason?.contains("TLS verification") == true })
+        usleep(500_000)
+        #expect(try rig.stats().count(.dead) == 0)
+        #expect(try rig.attempts(state: "pending").allSatisfy { $0 == 0 }, "no attempt consumed")
+        let status = try ChildProcess.run(Repository.binary, ["status", "--db", rig.db], in: rig.directory)
+        #expect(status.stdout.contains("PAUSED") && status.stdout.contains("TLS verification"))
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+    }
+
+    @Test("SIGHUP and SIGTERM in the first milliseconds after start are handled, not fatal")
+    func earlySignals() throws {
+        let rig = try Rig()
+        for _ in 0..<5 {
+            let daemon = try rig.daemon()
+            daemon.signal(SIGHUP)
+            usleep(2_000)
+            daemon.signal(SIGHUP)
+            #expect(waitUntil(timeout: 10) { daemon.stderr.contains("NOTICE started") }, "\(daemon.stderr)")
+            #expect(daemon.process.isRunning)
+            daemon.signal(SIGTERM)
+            #expect(daemon.wait(timeout: 20) == 0)
+        }
+        let daemon = try rig.daemon()
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0, "an early SIGTERM is a graceful stop")
+    }
+}
+
+@Suite("Transport against hostile peers", .serialized)
+struct HostileTransportTests {
+    static func post(port: Int) throws -> Result<HTTPResponse, TransportFailure> {
+        let transport = try CurlTransport(configuration: .init(url: "http://127.0.0.1:\(port)/open_api/v1.3/event/track/",
+                                                               connectTimeoutMillis: 2_000, totalTimeoutMillis: 20_000))
+        return transport.post(body: Array("{}".utf8), accessToken: "t0ken")
+    }
+
+    @Test("a 100 MB response is cut off at the cap and classified, not buffered")
+    func hugeResponse() throws {
+        let directory = TemporaryDirectory()
+        let peer = try HostilePeer("big", in: directory)
+        let started = Date()
+        let result = try Self.post(port: peer.port)
+        guard case .failure(let failure) = result else { Issue.record("expected a failure, got a response"); return }
+        #expect(failure.kind == .responseTooLarge)
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
+    @Test("a gzip bomb is not inflated: no compressed encoding is asked for or decoded")
+    func gzipBomb() throws {
+        let directory = TemporaryDirectory()
+        let peer = try HostilePeer("gzip", in: directory)
+        let result = try Self.post(port: peer.port)
+        switch result {
+        case .success(let response):
+            #expect(response.body.count < 1_000_000, "kept compressed: \(response.body.count) bytes")
+        case .failure(let failure):
+            #expect(failure.kind == .responseTooLarge || failure.kind == .other, "\(failure)")
+        }
+    }
+}
