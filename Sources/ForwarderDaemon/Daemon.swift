@@ -32,20 +32,22 @@ public final class Daemon {
     /// flight). Returns the process exit status.
     public func run(untilDrained: Bool = false) throws -> Int32 {
         let settings = configuration.delivery
-        SignalPipe.install([SIGTERM, SIGINT, SIGHUP])
+        SignalPipe.install([SIGTERM, SIGINT, SIGHUP])  // main did this first; a no-op then
         signal(SIGPIPE, SIG_IGN)
+        Self.disableCoreDumps()
         // glibc gives each thread that allocates its own malloc arena; with a worker per
         // request in flight that fragmentation was most of the resident set at full drain.
         // Two arenas cost nothing measurable in throughput.
         _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
 
         let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
+        let databaseIdentity = DatabaseFile.identity(configuration.databasePath)
         let tokens = try TokenSource(path: configuration.accessTokenFile, logger: logger)
         let startedAt = clock.nowMillis()
         try reclaimAtStart(store, now: startedAt)
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
-        let control = DeliveryControl(maxInFlight: settings.maxInFlight)
+        let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis)
         var metricsServer: MetricsServer?
         if let listen = configuration.metricsListen {
             metricsServer = try MetricsServer(host: listen.host, port: listen.port)  // bootstraps swift-metrics
@@ -83,7 +85,8 @@ public final class Daemon {
         }
 
         var stopDeadline: UnixMillis?
-        var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt, metrics: startedAt)
+        var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt, metrics: startedAt,
+                    identity: startedAt + 1_000)
         var lastTokenVersion = tokens.changes
         var exitCode: Int32 = 0
         while true {
@@ -123,6 +126,19 @@ public final class Daemon {
                     notifier.notify("WATCHDOG=1")
                 } else {
                     logger.error("a delivery worker has made no progress; withholding the watchdog keep-alive")
+                }
+            }
+            if now >= next.identity, stopDeadline == nil {
+                next.identity = now + 1_000
+                let identity = DatabaseFile.identity(configuration.databasePath)
+                if identity != databaseIdentity {
+                    // Producers now write a file this daemon no longer has open: carrying on
+                    // would leave their rows undelivered without a word.
+                    logger.critical("the database file was \(identity == nil ? "removed" : "replaced") while running: stopping, so that the service manager restarts on the current file",
+                                    metadata: ["db": "\(configuration.databasePath)"])
+                    exitCode = 1
+                    stopDeadline = now + settings.shutdownBudgetMillis
+                    control.stop()
                 }
             }
             metrics.update(limit: control.inFlightLimit, paused: control.paused)
@@ -218,10 +234,17 @@ public final class Daemon {
                                        settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode),
                                        owner: owner, control: control, token: { tokens.current(now: clock.nowMillis()) }, clock: clock,
                                        logger: logger, metrics: metrics)
+        // Rows whose last claim ended without a result (see OutboxStore.claim) are taken by
+        // worker 0 only, one group at a time: the crashes bisect a batch that holds a row
+        // crashing the daemon, and never two suspect groups go down together.
+        deliverer.takesSuspects = index == 0
+        var hadWork = false
         while true {
             let now = clock.nowMillis()
             workers.heartbeat(index, now: now)
-            let turn = control.nextTurn(now: now, waitMillis: max(settings.lingerMillis, 10))
+            // Idle workers sleep in nextTurn (woken when a poll finds rows); the bound only
+            // keeps the heartbeat fresh for the watchdog.
+            let turn = control.nextTurn(now: now, waitMillis: 1_000, hadWork: hadWork)
             switch turn {
             case .stop:
                 return
@@ -233,19 +256,27 @@ public final class Daemon {
                     claimed = try deliverer.deliverOnce(limit: turn == .probe ? 1 : nil)
                 } catch {
                     control.endTurn(turn)
-                    logger.error("database error while delivering (will retry in 1 s): \(error)")
+                    logger.error("database error while delivering (will retry in 1 s): \(SafeText.escapingControls("\(error)"))")
+                    hadWork = false
                     control.idle(millis: 1_000)
                     continue
                 }
                 control.endTurn(turn)
+                hadWork = claimed > 0
+                if turn == .deliver { control.claimed(rows: claimed) }
                 if turn == .probe, claimed == 0, let reason = control.paused {
-                    control.pause(reason: reason, probeAt: clock.nowMillis() + settings.lingerMillis * 10)
-                }
-                if claimed == 0, turn == .deliver {
-                    control.idle(millis: settings.lingerMillis)
+                    control.pause(reason: reason, probeAt: clock.nowMillis().adding(saturating: settings.lingerMillis * 10))
                 }
             }
         }
+    }
+
+    /// A core dump would hold the access token and a batch of clear-text emails: none is
+    /// written (systemd's LimitCORE=0 says the same for the unit).
+    public static func disableCoreDumps() {
+        var none = rlimit(rlim_cur: 0, rlim_max: 0)
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &none)  // EPERM under a seccomp filter without @resources: LimitCORE=0 covers it
+        _ = linuxPrctl(4 /* PR_SET_DUMPABLE */, 0, 0, 0, 0)
     }
 
     static func hostname() -> String {
@@ -275,11 +306,14 @@ final class Workers: Sendable {
 
 /// Signals through a self-pipe: the handler only writes the signal number (async-signal-safe);
 /// the main thread reads it with `poll`, so it works whichever thread the kernel picks.
-enum SignalPipe {
+///
+/// `main` installs it before anything else for `run`, so that a SIGHUP or SIGTERM in the
+/// first milliseconds after start is queued for the supervisor instead of killing the process.
+public enum SignalPipe {
     nonisolated(unsafe) static var fds: [Int32] = [-1, -1]
     nonisolated(unsafe) static var writeFD: Int32 = -1
 
-    static func install(_ signals: [Int32]) {
+    public static func install(_ signals: [Int32]) {
         guard writeFD < 0 else { return }
         var pair: [Int32] = [-1, -1]
         _ = pipe(&pair)
@@ -310,6 +344,19 @@ enum SignalPipe {
         return n > 0 ? buffer[0..<n].map { Int32($0) } : []
     }
 }
+
+/// The database file's device and inode, or nil when it does not exist.
+enum DatabaseFile {
+    static func identity(_ path: String) -> [UInt64]? {
+        var s = stat()
+        guard stat(path, &s) == 0 else { return nil }
+        return [UInt64(s.st_dev), UInt64(s.st_ino)]
+    }
+}
+
+/// Linux `prctl` (variadic in C, so declared here with the fixed arity the kernel takes).
+@_silgen_name("prctl")
+private func linuxPrctl(_ option: Int32, _ a2: UInt, _ a3: UInt, _ a4: UInt, _ a5: UInt) -> Int32
 
 /// glibc's `mallopt` (declared in <malloc.h>, which the Glibc module does not export).
 @_silgen_name("mallopt")

@@ -1,9 +1,15 @@
 import ForwarderCore
 import Foundation
 
-/// What the worker threads share: stop and pause, the in-flight limit (AIMD), counters.
+/// What the worker threads share: stop and pause, the in-flight limit (AIMD), idle polling,
+/// counters.
 ///
 /// One lock; every wait is bounded so a stop request is noticed within a linger.
+///
+/// Idle is idle: once a claim finds nothing, at most one worker polls the outbox per
+/// `linger` and the others sleep until that poll finds rows (or a stop, pause or resume),
+/// so an empty outbox costs one cheap read every `linger` instead of workers waking each
+/// other. A worker whose last claim found rows claims again at once.
 public final class DeliveryControl: @unchecked Sendable {
     private let condition = NSCondition()
     private var limit: ConcurrencyLimit
@@ -14,6 +20,10 @@ public final class DeliveryControl: @unchecked Sendable {
     private var probing = false
     private var counters = Counters()
     private var deliveredTimes: [(at: UnixMillis, count: Int)] = []
+    private let lingerSeconds: Double
+    /// The last claim found nothing: polls are spaced by `linger` until one finds rows.
+    private var idleSince: Date?
+    private var nextPollAt = Date.distantPast
 
     public struct Counters: Sendable, Equatable {
         public var delivered = 0
@@ -25,8 +35,9 @@ public final class DeliveryControl: @unchecked Sendable {
         public var released = 0
     }
 
-    public init(maxInFlight: Int) {
+    public init(maxInFlight: Int, lingerMillis: Int64 = 50) {
         limit = ConcurrencyLimit(maximum: maxInFlight)
+        lingerSeconds = Double(max(lingerMillis, 1)) / 1000
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -46,13 +57,13 @@ public final class DeliveryControl: @unchecked Sendable {
         }
     }
 
-    /// Sleeps up to `millis`, returning early on stop or when a slot or pause changes.
+    /// Sleeps up to `millis` (after a database error), returning early on stop.
     public func idle(millis: Int64) {
         condition.lock()
         defer { condition.unlock() }
-        if !stopping { _ = condition.wait(until: Date(timeIntervalSinceNow: Double(max(millis, 1)) / 1000)) }
+        let deadline = Date(timeIntervalSinceNow: Double(max(millis, 1)) / 1000)
+        while !stopping, condition.wait(until: deadline) {}
     }
-
 
     // MARK: in-flight slots
 
@@ -65,13 +76,16 @@ public final class DeliveryControl: @unchecked Sendable {
         case stop
     }
 
-    /// Takes a slot when the limit allows and delivery is not paused (waits up to `millis`).
-    public func nextTurn(now: UnixMillis, waitMillis: Int64) -> Turn {
+    /// Takes a slot when the limit allows, delivery is not paused and (when the outbox looked
+    /// empty) this worker's poll is due; otherwise waits, up to `waitMillis`, and says
+    /// `.wait`. `hadWork`: this worker's last claim found rows, so it skips the idle spacing.
+    public func nextTurn(now: UnixMillis, waitMillis: Int64, hadWork: Bool = false) -> Turn {
         condition.lock()
         defer { condition.unlock() }
         let deadline = Date(timeIntervalSinceNow: Double(max(waitMillis, 1)) / 1000)
         while true {
             if stopping { return .stop }
+            var wakeAt = deadline
             if pausedReason != nil {
                 if !probing, now >= nextProbeAt {
                     probing = true
@@ -79,10 +93,34 @@ public final class DeliveryControl: @unchecked Sendable {
                     return .probe
                 }
             } else if inFlight < limit.current {
-                inFlight += 1
-                return .deliver
+                if idleSince == nil || hadWork {
+                    inFlight += 1
+                    return .deliver
+                }
+                let current = Date()
+                if current >= nextPollAt {
+                    nextPollAt = current.addingTimeInterval(lingerSeconds)  // this worker polls; the others sleep
+                    inFlight += 1
+                    return .deliver
+                }
+                wakeAt = min(deadline, nextPollAt)
             }
-            if !condition.wait(until: deadline) { return .wait }
+            if !condition.wait(until: wakeAt), wakeAt == deadline { return .wait }
+        }
+    }
+
+    /// A worker's claim found `rows` rows (0: the outbox has nothing due).
+    public func claimed(rows: Int) {
+        locked {
+            if rows == 0 {
+                if idleSince == nil {
+                    idleSince = Date()
+                    nextPollAt = Date().addingTimeInterval(lingerSeconds)
+                }
+            } else if idleSince != nil {
+                idleSince = nil
+                condition.broadcast()  // there is work: wake the sleeping workers
+            }
         }
     }
 

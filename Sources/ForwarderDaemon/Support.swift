@@ -133,14 +133,16 @@ public struct StderrLogHandler: LogHandler {
         } else {
             line += Self.timestamp() + " "
         }
-        line += event.level.rawValue.uppercased() + " " + event.message.description
+        // Messages and values may hold event ids, field names and a peer's text: control
+        // characters are escaped so that none can forge a log line or drive a terminal.
+        line += event.level.rawValue.uppercased() + " " + SafeText.escapingControls(event.message.description)
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         for key in all.keys.sorted() {
-            let value = "\(all[key]!)"
+            let value = SafeText.escapingControls("\(all[key]!)")
             let quoted = value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty
-            line += " \(key)=" + (quoted ? "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : value)
+            line += " \(SafeText.escapingControls(key))=" + (quoted ? "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : value)
         }
-        line = line.replacingOccurrences(of: "\n", with: " ") + "\n"
+        line += "\n"
         Self.lock.lock()
         defer { Self.lock.unlock() }
         var bytes = Array(line.utf8)[...]

@@ -6,8 +6,11 @@ import ForwarderCore
 ///
 /// Blocking and not thread-safe: each delivery worker owns one, on its own thread. TLS peer
 /// and host verification stay on (libcurl's default; there is no switch to turn them off).
-/// Proxies come from libcurl's standard environment variables (`https_proxy`, `no_proxy`…).
-/// The access token travels only in the `Access-Token` header and is never logged.
+/// Proxies come from libcurl's standard environment variables (`https_proxy`, `no_proxy`…),
+/// for `https` endpoints only: a plain-`http` endpoint (loopback only) never goes through a
+/// proxy, which would see the token in clear. Responses are taken uncompressed and capped at
+/// ``Configuration/maxResponseBytes``. The access token travels only in the `Access-Token`
+/// header and is never logged.
 public final class CurlTransport: EventTransport {
     public struct Configuration: Sendable {
         /// The full URL of the track endpoint.
@@ -15,6 +18,10 @@ public final class CurlTransport: EventTransport {
         public var connectTimeoutMillis: Int = 5_000
         public var totalTimeoutMillis: Int = 30_000
         public var userAgent: String = ForwarderVersion.userAgent
+        /// The largest response body accepted. TikTok's answers are a few KB; a larger body
+        /// (a misbehaving proxy, a hostile peer) ends the transfer as a classified failure
+        /// instead of growing the daemon's memory.
+        public var maxResponseBytes: Int = 256 * 1024
 
         public init(url: String, connectTimeoutMillis: Int = 5_000, totalTimeoutMillis: Int = 30_000) {
             self.url = url
@@ -66,10 +73,20 @@ public final class CurlTransport: EventTransport {
         try check(ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2))
         try check(ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0))
         try check(ccurl_setopt_str(handle, CURLOPT_USERAGENT, configuration.userAgent))
-        try check(ccurl_setopt_str(handle, CURLOPT_ACCEPT_ENCODING, ""))  // whatever libcurl can decode
+        // No CURLOPT_ACCEPT_ENCODING: libcurl then asks for and decodes nothing, so a small
+        // compressed body cannot inflate to gigabytes in memory.
+        if configuration.url.lowercased().hasPrefix("http://") {
+            try check(ccurl_setopt_str(handle, CURLOPT_NOPROXY, "*"))
+        }
+        try check(ccurl_setopt_off(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(configuration.maxResponseBytes)))
+        sink.limit = configuration.maxResponseBytes
         try check(ccurl_setopt_write_cb(handle, { pointer, size, count, context in
             let sink = Unmanaged<ResponseSink>.fromOpaque(context!).takeUnretainedValue()
             let total = size * count
+            guard sink.body.count + total <= sink.limit else {
+                sink.tooLarge = true
+                return 0  // libcurl aborts the transfer with CURLE_WRITE_ERROR
+            }
             if let pointer { sink.body.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: total)) }
             return total
         }))
@@ -79,7 +96,7 @@ public final class CurlTransport: EventTransport {
             if let pointer {
                 let line = String(decoding: UnsafeRawBufferPointer(start: pointer, count: total), as: UTF8.self)
                 if line.hasPrefix("HTTP/") { sink.headers.removeAll() }  // a new response (after 100 Continue)
-                if let colon = line.firstIndex(of: ":") {
+                if let colon = line.firstIndex(of: ":"), sink.headers.count < 64 {
                     sink.headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingWhitespace()
                 }
             }
@@ -91,8 +108,9 @@ public final class CurlTransport: EventTransport {
     }
 
     public func post(body: [UInt8], accessToken: String) -> Result<HTTPResponse, TransportFailure> {
-        sink.body.removeAll(keepingCapacity: true)
+        sink.body.removeAll(keepingCapacity: sink.body.capacity <= 64 * 1024)
         sink.headers.removeAll(keepingCapacity: true)
+        sink.tooLarge = false
         // The header list holds the token only for the duration of this call.
         var headers: UnsafeMutablePointer<curl_slist>?
         headers = curl_slist_append(headers, "Content-Type: application/json")
@@ -117,11 +135,16 @@ public final class CurlTransport: EventTransport {
         let bodySent = uploaded >= body.count
 
         guard code == CURLE_OK else {
-            let detail = String(cString: curl_easy_strerror(code))
+            var detail = String(cString: curl_easy_strerror(code))
             let kind: TransportFailure.Kind
             switch code {
-            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY,
-                 CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+            case _ where sink.tooLarge, CURLE_FILESIZE_EXCEEDED:
+                kind = .responseTooLarge
+                detail = "the response body is larger than \(configuration.maxResponseBytes) bytes"
+            case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_ISSUER_ERROR,
+                 CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CRL_BADFILE:
+                kind = .tlsVerification
+            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SSL_CONNECT_ERROR:
                 kind = .connect
             case CURLE_OPERATION_TIMEDOUT:
                 var connectTime: Double = 0
@@ -132,7 +155,7 @@ public final class CurlTransport: EventTransport {
             default:
                 kind = .other
             }
-            return .failure(TransportFailure(kind: kind, bodySent: kind != .connect && bodySent, detail: detail))
+            return .failure(TransportFailure(kind: kind, bodySent: kind != .connect && kind != .tlsVerification && bodySent, detail: detail))
         }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -155,4 +178,6 @@ public struct TransportSetupError: Error, CustomStringConvertible {
 private final class ResponseSink {
     var body: [UInt8] = []
     var headers: [String: String] = [:]
+    var limit = Int.max
+    var tooLarge = false
 }

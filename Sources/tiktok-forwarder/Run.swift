@@ -14,8 +14,16 @@ struct Run: ParsableCommand {
             Retry-After); rate limiting also lowers the requests in flight. An event TikTok \
             rejects (40002) is dead-lettered alone and the rest of its batch is resent. A token \
             or pixel error (40001, 40105, HTTP 401/403) pauses delivery without consuming \
-            attempts; a probe retries every --probe-interval, and a changed token file (or \
-            SIGHUP) is picked up without a restart.
+            attempts; so does a TLS certificate that does not verify. A probe retries every \
+            --probe-interval, and a changed --access-token-file (or SIGHUP) is picked up \
+            without a restart. Under systemd the token is a LoadCredential= copy taken at \
+            start: rotate it by writing the file and running `systemctl restart \
+            tiktok-forwarder` (graceful).
+
+            Rows whose processing crashed or hung the daemon are claimed afterwards in \
+            halving groups, then alone, and a row is dead-lettered once claimed --max-attempts \
+            times alone without a result: no row can crash-loop the queue. The daemon exits 1 if its database file is removed or \
+            replaced while it runs, and writes no core dumps.
 
             Configuration: the YAML file (--config or $TIKTOK_FORWARDER_CONFIG), then \
             TIKTOK_FORWARDER_* environment variables, then these flags. The access token is read \

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ForwarderCore
+import ForwarderDaemon
 
 @main
 struct TikTokForwarder: AsyncParsableCommand {
@@ -25,6 +26,12 @@ struct TikTokForwarder: AsyncParsableCommand {
     /// Usage errors exit 2 (the Unix convention, and what scripts around `transform` and
     /// `enqueue` test for) instead of ArgumentParser's 64.
     static func main() async {
+        if CommandLine.arguments.dropFirst().first == "run" {
+            // Before anything else: a signal that arrives while the daemon starts is queued
+            // for its supervisor instead of killing the process (SIGHUP's default action).
+            SignalPipe.install([SIGTERM, SIGINT, SIGHUP])
+            Daemon.disableCoreDumps()
+        }
         // A parent may have spawned us with these blocked (the mask survives exec): the
         // daemon and the sandbox must hear them.
         var signals = sigset_t()
