@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs tiktok-forwarder as a systemd service. Idempotent: a second run changes nothing.
+# Installs tiktok-forwarder from source as a systemd service (the Debian package built by
+# scripts/package-deb is the usual way; this is for hosts without it). Idempotent: a second
+# run changes nothing.
 #
 #   sudo scripts/install.sh                    # build (release) and install into /
 #   scripts/install.sh --dry-run               # print what it would do, change nothing
@@ -61,7 +63,12 @@ fi
 
 state="$prefix/var/lib/tiktok-forwarder"
 put 0755 "$binary" "$prefix/usr/local/bin/tiktok-forwarder"
-put 0644 systemd/tiktok-forwarder.service "$prefix/etc/systemd/system/tiktok-forwarder.service"
+# The unit names the package's paths; a source install lives under /usr/local.
+unit_tmp="$(mktemp)"
+trap 'rm -f "$unit_tmp"' EXIT
+sed -e 's|/usr/bin/tiktok-forwarder|/usr/local/bin/tiktok-forwarder|' -e 's|/usr/share/doc/tiktok-forwarder|/usr/local/share/doc/tiktok-forwarder|' \
+  systemd/tiktok-forwarder.service > "$unit_tmp"
+put 0644 "$unit_tmp" "$prefix/etc/systemd/system/tiktok-forwarder.service"
 put 0644 tiktok-forwarder.example.yaml "$prefix/etc/tiktok-forwarder/config.example.yaml"
 put 0644 README.md "$prefix/usr/local/share/doc/tiktok-forwarder/README.md"
 if [ ! -e "$prefix/etc/tiktok-forwarder/tiktok-forwarder.env" ]; then
@@ -94,11 +101,15 @@ else
   if [ "$level" != "$latest" ]; then
     (umask 0007 && "$prefix/usr/local/bin/tiktok-forwarder" migrate --db "$db")
   fi
-  if [ "$real_root" = 1 ]; then
-    for f in "$db" "$db-wal" "$db-shm"; do
-      [ ! -e "$f" ] || [ "$(stat -c %U:%G "$f")" = "tiktok-forwarder:tiktok-forwarder" ] || chown tiktok-forwarder:tiktok-forwarder "$f"
-    done
-  fi
+  # Producers in the group write the database and create its -wal/-shm files: all 0660 and
+  # in the group (databases made by older versions were 0640 or 0644).
+  for f in "$db" "$db-wal" "$db-shm"; do
+    [ -e "$f" ] || continue
+    [ "$(stat -c %a "$f")" = "660" ] || { chmod 0660 "$f"; echo "made $f group-writable (0660)"; }
+    if [ "$real_root" = 1 ]; then
+      [ "$(stat -c %U:%G "$f")" = "tiktok-forwarder:tiktok-forwarder" ] || chown tiktok-forwarder:tiktok-forwarder "$f"
+    fi
+  done
 fi
 
 cat <<NEXT
@@ -107,11 +118,16 @@ Next steps:
   1. Put the access token in a root-only file (it is passed to the service as a credential):
        sudo install -m 600 /dev/stdin $prefix/etc/tiktok-forwarder/access-token    # paste, then Ctrl-D
   2. Set the pixel code:   sudo \$EDITOR $prefix/etc/tiktok-forwarder/tiktok-forwarder.env
-     and check it:         sudo -u tiktok-forwarder env \$(grep -v '^#' $prefix/etc/tiktok-forwarder/tiktok-forwarder.env | xargs) \\
-                             TIKTOK_FORWARDER_ACCESS_TOKEN_FILE=$prefix/etc/tiktok-forwarder/access-token \\
-                             $prefix/usr/local/bin/tiktok-forwarder config check --db $db
-  3. Let producers write the outbox: add their users to the group
+     and check it exactly as the service will run it (its user, credential and environment):
+       sudo systemd-run --wait --pipe --quiet -p User=tiktok-forwarder -p Group=tiktok-forwarder \\
+         -p LoadCredential=access-token:/etc/tiktok-forwarder/access-token \\
+         -p EnvironmentFile=/etc/tiktok-forwarder/tiktok-forwarder.env \\
+         -p Environment=TIKTOK_FORWARDER_DB=/var/lib/tiktok-forwarder/outbox.sqlite \\
+         $prefix/usr/local/bin/tiktok-forwarder config check
+  3. Let producers write the outbox: add their users to the group (then restart the producer)
        sudo usermod -aG tiktok-forwarder <producer-user>
   4. Start it:  sudo systemctl daemon-reload && sudo systemctl enable --now tiktok-forwarder
      Watch it:  $prefix/usr/local/bin/tiktok-forwarder status --db $db --watch
+  To rotate the token later: write the new one to the same file, then
+     sudo systemctl restart tiktok-forwarder     (graceful: requests in flight finish)
 NEXT

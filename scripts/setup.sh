@@ -12,6 +12,9 @@ packages=(
   python3               # the event generator, README snippets and the Python peer in benchmarks
   curl                  # tests read the sandbox's stats endpoint with it
   systemd               # systemd-analyze: tests verify the unit and rate its exposure (nothing is started)
+  openssl               # tests make a self-signed certificate (a TLS endpoint that does not verify)
+  util-linux            # setpriv and unshare: tests run producers and the daemon under other uids, hide the toolchain
+  binutils              # strip, for the Debian package
 )
 
 missing=()

@@ -46,7 +46,8 @@ public final class SandboxServer: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)  // keep-alive clients must not stall 40 ms
+            // IPPROTO_TCP level (.socketOption would set SO_DEBUG): keep-alive clients must not stall 40 ms
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 state.connectionOpened()

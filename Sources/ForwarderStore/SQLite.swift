@@ -38,6 +38,7 @@ public final class SQLiteConnection {
     ///   producer needs, so an acknowledged insert survives a power loss.
     public init(path: String, busyTimeoutMillis: Int32 = 5_000, readOnly: Bool = false, fullSync: Bool = false) throws(SQLiteError) {
         _ = Self.configureOnce
+        if !readOnly { Self.createGroupWritable(path) }
         var db: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
@@ -79,6 +80,20 @@ public final class SQLiteConnection {
     deinit {
         cache.removeAll()
         sqlite3_close_v2(handle)
+    }
+
+    /// The mode of a database file this project creates: producers (other users in the
+    /// daemon's group) must write it. SQLite would create it 0644 minus the umask, and gives
+    /// the `-wal` and `-shm` files the database file's mode, so the database is created
+    /// here first and set to 0660 with `fchmod`, which the umask does not narrow.
+    public static let fileMode: mode_t = 0o660
+
+    private static func createGroupWritable(_ path: String) {
+        guard path != ":memory:", !path.isEmpty, !path.hasPrefix("file:") else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+        guard fd >= 0 else { return }  // exists already (its mode is the operator's), or SQLite reports the error
+        _ = fchmod(fd, fileMode)
+        close(fd)
     }
 
     /// Runs one or more statements that bind nothing and return nothing of interest.

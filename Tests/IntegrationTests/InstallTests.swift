@@ -28,12 +28,23 @@ struct InstallTests {
         #expect(try SQLiteConnection(path: prefix + "/var/lib/tiktok-forwarder/outbox.sqlite", readOnly: true).userVersion == Migrator.latestVersion)
         let mode = try FileManager.default.attributesOfItem(atPath: prefix + "/var/lib/tiktok-forwarder")[.posixPermissions] as? Int
         #expect(mode == 0o2770, "setgid, group-writable state directory")
+        let dbMode = try FileManager.default.attributesOfItem(atPath: prefix + "/var/lib/tiktok-forwarder/outbox.sqlite")[.posixPermissions] as? Int
+        #expect(dbMode == 0o660, "producers in the group can write the database")
+        let unit = try String(contentsOfFile: prefix + "/etc/systemd/system/tiktok-forwarder.service", encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/tiktok-forwarder run"))
 
         let before = try Self.tree(prefix)
         let second = try ChildProcess.run(script, ["--prefix", prefix, "--binary", Repository.binary], in: directory)
         #expect(second.status == 0)
         #expect(!second.stdout.contains("installed ") && !second.stdout.contains("migrated"))
         #expect(try Self.tree(prefix) == before, "a second run changed the installation")
+
+        // A database an older version left 0640 is repaired.
+        #expect(chmod(prefix + "/var/lib/tiktok-forwarder/outbox.sqlite", 0o640) == 0)
+        let repair = try ChildProcess.run(script, ["--prefix", prefix, "--binary", Repository.binary], in: directory)
+        #expect(repair.status == 0 && repair.stdout.contains("group-writable (0660)"))
+        let repaired = try FileManager.default.attributesOfItem(atPath: prefix + "/var/lib/tiktok-forwarder/outbox.sqlite")[.posixPermissions] as? Int
+        #expect(repaired == 0o660)
 
         let empty = directory.path + "/dry"
         let dry = try ChildProcess.run(script, ["--prefix", empty, "--binary", Repository.binary, "--dry-run"], in: directory)
