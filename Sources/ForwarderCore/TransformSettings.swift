@@ -1,5 +1,5 @@
 /// Everything that shapes how a source event becomes a TikTok event. The defaults are what a
-/// site gets with no configuration (`shared/spec/source-events-and-mapping.md`).
+/// site gets with no configuration (docs/events.md).
 public struct TransformSettings: Sendable, Equatable {
     /// Which event-name table applies before ``eventNames`` overrides.
     public var preset: EventNamePreset = .classic
