@@ -1,3 +1,4 @@
+import Foundation
 import ForwarderCore
 @testable import ForwarderDaemon
 import Logging
@@ -118,6 +119,25 @@ struct DeliveryTests {
         #expect(control.nextTurn(now: Self.now + 30_000, waitMillis: 1) == .probe)
         let rows = try store.claim(limit: 10, owner: "x", leaseUntil: Self.now + 1, now: Self.now)
         #expect(rows.map(\.attempts) == [1, 1], "attempts were not consumed by the paused tries")
+    }
+
+    @Test("idle: once a claim finds nothing, one poll per linger; a worker that just had work goes on; finding rows wakes the rest")
+    func idleSpacing() {
+        let control = DeliveryControl(maxInFlight: 4, lingerMillis: 200)
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1) == .deliver)
+        control.endTurn(.deliver)
+        control.claimed(rows: 0)  // the outbox looked empty
+        let started = Date()
+        #expect(control.nextTurn(now: Self.now, waitMillis: 50) == .wait, "no second poll within the linger")
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1, hadWork: true) == .deliver, "a worker whose last claim found rows goes on")
+        control.endTurn(.deliver)
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1_000) == .deliver, "the next poll once the linger passed")
+        #expect(Date().timeIntervalSince(started) >= 0.15)
+        control.endTurn(.deliver)
+        #expect(control.nextTurn(now: Self.now, waitMillis: 20) == .wait, "that poll claimed the next linger")
+        control.claimed(rows: 7)  // a poll found rows: everyone may claim at once
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1) == .deliver)
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1) == .deliver)
     }
 
     @Test("transient failures retry with backoff; the last attempt dead-letters with the last error")

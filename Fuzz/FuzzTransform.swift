@@ -1,0 +1,35 @@
+// libFuzzer target: the JSON parser, its event-id skim and the whole transform-and-hash
+// pipeline on arbitrary payload bytes (built and run by scripts/fuzz).
+import ForwarderCore
+
+private let settings: TransformSettings = {
+    var s = TransformSettings()
+    s.defaultPhoneCountryCode = "33"
+    return s
+}()
+private let transformer = Transformer(settings: settings)
+private let now: Int64 = 1_795_000_000_000
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTransform(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    // The skim that validates enqueue lines must agree with the full parser.
+    let full = try? JSONParser.parse(bytes)
+    let skim = bytes.withUnsafeBufferPointer { try? JSONParser.eventID($0) }
+    if (full == nil) != (skim == nil) { fatalError("skim and parser disagree on \(size) bytes") }
+    // Any bytes, any insert time: the transform must return an outcome, never trap.
+    for inserted in [now - 5_000, Int64.min, Int64.max] as [Int64?] {
+        let outcome = transformer.transform(payload: bytes, eventID: "fuzz-1", insertedAtMillis: inserted, nowMillis: now)
+        if case .event(let event, _) = outcome {
+            var writer = JSONWriter(capacity: 512)
+            event.encode(into: &writer)
+            if (try? JSONParser.parse(writer.bytes)) == nil { fatalError("the transform wrote invalid JSON") }
+        }
+    }
+    if let text = String(validating: bytes, as: UTF8.self) {
+        _ = Durations.parseMillis(text)
+        _ = EventTime.fromISO8601(text)
+        _ = SafeText.escapingControls(text)
+    }
+    return 0
+}
