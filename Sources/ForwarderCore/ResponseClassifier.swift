@@ -155,6 +155,10 @@ public enum ResponseClassifier {
             return .rateLimited(reason: described, retryAfterMillis: retryAfter)
         case 401, 403:
             return .configurationError(reason: "TikTok refused the request (\(described)): check the access token and the pixel code")
+        case 404, 405:
+            // Not TikTok's answer for an event: the URL is wrong (a doubled path, a typo). Retrying
+            // for days would not help; pausing says so at once.
+            return .configurationError(reason: "the endpoint answered \(described): the URL is wrong; the endpoint setting is the base URL only (https://business-api.tiktok.com), the daemon adds /open_api/v1.3/event/track/")
         case 500..<600:
             return .retry(reason: described, retryAfterMillis: retryAfter, mayHaveReachedTikTok: true)
         case 408:

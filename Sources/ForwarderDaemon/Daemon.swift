@@ -171,6 +171,13 @@ public final class Daemon {
                     }
                     if purged > 0 { logger.info("purged finished rows past retention", metadata: ["rows": "\(purged)"]) }
                 }
+                if untilDrained, stopDeadline == nil, let reason = control.paused {
+                    // A batch job must not hang on a pause that needs an operator.
+                    logger.error("delivery paused: --until-drained gives up", metadata: ["reason": "\(reason)"])
+                    exitCode = 3
+                    stopDeadline = now + settings.shutdownBudgetMillis
+                    control.stop()
+                }
                 if untilDrained, stopDeadline == nil, now >= next.drained {
                     next.drained = now + 100
                     if try store.unfinishedCount() == 0 {

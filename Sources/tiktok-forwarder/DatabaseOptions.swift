@@ -38,9 +38,20 @@ struct DatabaseOptions: ParsableArguments {
         return db
     }
 
-    /// Opens the outbox, migrating it to the latest schema.
-    func openStore() throws -> SQLiteOutboxStore {
-        try SQLiteOutboxStore(path: try path())
+    /// Opens an existing outbox, migrating it to the latest schema. Only `migrate` and `run`
+    /// create one: a mistyped path must not silently become a new, empty outbox.
+    func openStore(fullSync: Bool = false) throws -> SQLiteOutboxStore {
+        try SQLiteOutboxStore(path: try existingPath(), fullSync: fullSync)
+    }
+
+    /// The database path, which must exist (exit 1 with a clear message otherwise).
+    func existingPath() throws -> String {
+        let path = try path()
+        guard FileManager.default.fileExists(atPath: path) else {
+            printError("no outbox at \(SafeText.escapingControls(path)): check the path, or create it with `tiktok-forwarder migrate --db \(SafeText.escapingControls(path))` (the daemon also creates it at start)")
+            throw ExitCode(1)
+        }
+        return path
     }
 }
 

@@ -31,7 +31,7 @@ struct Enqueue: ParsableCommand {
     }
 
     func run() throws {
-        let store = try SQLiteOutboxStore(path: try database.path(), fullSync: true)  // a producer: an acknowledged insert must survive a power loss
+        let store = try database.openStore(fullSync: true)  // a producer: an acknowledged insert must survive a power loss
         let data = try readInput(file)
         let lines = NDJSONLine.lines(data)
         // Validate every line first, on all cores; then insert in order, in batches.

@@ -41,7 +41,7 @@ struct Run: ParsableCommand {
     )
 
     @OptionGroup var options: RunOptions
-    @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo).") var untilDrained = false
+    @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo); exit 3 if delivery pauses (token, pixel, TLS or endpoint error), with the reason in the log.") var untilDrained = false
     @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error.", valueName: "level")) var logLevel = "notice"
 
     func run() throws {

@@ -42,7 +42,11 @@ struct ClassificationTests {
         #expect(ResponseClassifier.classify(response(503, "", headers: ["retry-after": "30"])) == .retry(reason: "HTTP 503", retryAfterMillis: 30_000, mayHaveReachedTikTok: true))
         guard case .configurationError = ResponseClassifier.classify(response(401, "")) else { Issue.record("401"); return }
         guard case .configurationError = ResponseClassifier.classify(response(403, "")) else { Issue.record("403"); return }
-        guard case .unknown = ResponseClassifier.classify(response(404, "nope")) else { Issue.record("404"); return }
+        // A wrong URL is a configuration error (pause), not days of retries.
+        guard case .configurationError(let reason) = ResponseClassifier.classify(response(404, "nope")) else { Issue.record("404"); return }
+        #expect(reason.contains("base URL"))
+        guard case .configurationError = ResponseClassifier.classify(response(405, "")) else { Issue.record("405"); return }
+        guard case .unknown = ResponseClassifier.classify(response(418, "teapot")) else { Issue.record("418"); return }
     }
 
     @Test("transport failures: only a request whose body went out may have reached TikTok")

@@ -251,3 +251,36 @@ struct HostileTransportTests {
         }
     }
 }
+
+@Suite("Operator mistakes, with real processes", .serialized)
+struct OperatorMistakeTests {
+    @Test("status, dead and enqueue refuse a database path that does not exist, and create nothing", arguments: [
+        ["status"], ["status", "--json"], ["dead", "list"], ["dead", "redrive", "--all"], ["enqueue", "/dev/null"],
+    ])
+    func missingDatabase(_ command: [String]) throws {
+        let directory = TemporaryDirectory()
+        let typo = directory.path + "/outbx.sqlite"
+        let result = try ChildProcess.run(Repository.binary, command + ["--db", typo], in: directory)
+        #expect(result.status == 1, "\(command): exit \(result.status)")
+        #expect(result.stderr.contains("no outbox at \(typo)"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: typo))
+    }
+
+    @Test("--until-drained exits 3 with the reason when delivery pauses: a wrong token, a doubled endpoint path")
+    func untilDrainedGivesUpOnPause() throws {
+        let rig = try Rig(token: "right-token-2", daemonToken: "wrong-token-2")
+        try rig.enqueue(Rig.events(20))
+        let wrongToken = try rig.daemon(["--until-drained"], name: "wrong-token")
+        #expect(wrongToken.wait(timeout: 30) == 3)
+        #expect(wrongToken.stderr.contains("--until-drained gives up") && wrongToken.stderr.contains("40105"))
+        try "right-token-2".write(toFile: rig.tokenFile, atomically: true, encoding: .utf8)
+        let doubled = try ChildProcess(Repository.binary, ["run", "--db", rig.db, "--endpoint", "http://127.0.0.1:\(rig.port)/open_api/v1.3/event/track/",
+                                                           "--pixel-code", "P", "--access-token-file", rig.tokenFile, "--until-drained"] + Rig.fastSettings,
+                                       in: rig.directory, name: "doubled")
+        #expect(doubled.wait(timeout: 30) == 3)
+        #expect(doubled.stderr.contains("HTTP 404") && doubled.stderr.contains("base URL only"), "\(doubled.stderr)")
+        #expect(try rig.stats().count(.dead) == 0 && rig.stats().count(.pending) == 20, "nothing dead or lost")
+        #expect(try rig.daemon(["--until-drained"], name: "fixed").wait(timeout: 30) == 0)
+        #expect(try rig.stats().count(.delivered) == 20)
+    }
+}

@@ -54,6 +54,7 @@ struct OutboxCLITests {
         for i in 0..<99 { lines.append(#"{"context":{"event_id":"e\#(i * 7)"},"event_name":"purchase"}"#) }
         lines.insert("{this is not json", at: 5_000)
         #expect(lines.count == 10_000)
+        #expect(try forwarder(["migrate", "--db", db]).status == 0)
         let result = try forwarder(["enqueue", "--db", db], stdin: Data(lines.joined(separator: "\n").utf8))
         #expect(result.status == 1)
         #expect(result.stderr.contains("line 5001: rejected: not JSON"))
@@ -74,6 +75,7 @@ struct OutboxCLITests {
         let file = directory.path + "/events.ndjson"
         try #"{"event_name":"purchase","context":{"event_id":"c-1"}}"#.appending("\n\n{\"event_id\":2,\"event_name\":\"x\"}\n")
             .write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try forwarder(["migrate", "--db", db]).status == 0, "only migrate and run create an outbox")
         let result = try forwarder(["enqueue", "--db", db, file])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("inserted 2, duplicates 0, rejected 0"))

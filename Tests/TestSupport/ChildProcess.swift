@@ -4,12 +4,16 @@ import Foundation
 /// on a full pipe). Killed with SIGKILL when released, if still running.
 public final class ChildProcess: @unchecked Sendable {
     public let process = Process()
+    /// A child that exits before reading its standard input must fail its test, not kill the
+    /// test runner with SIGPIPE.
+    private static let ignoreSIGPIPE: Void = { _ = Glibc.signal(SIGPIPE, SIG_IGN) }()
     public let stdoutPath: String
     public let stderrPath: String
 
     /// Starts `executable` with `arguments`; `stdin` is written to its standard input and closed.
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
                 stdin: Data? = nil, in directory: TemporaryDirectory, name: String = UUID().uuidString) throws {
+        _ = Self.ignoreSIGPIPE
         stdoutPath = directory.path + "/\(name).stdout"
         stderrPath = directory.path + "/\(name).stderr"
         FileManager.default.createFile(atPath: stdoutPath, contents: nil)
