@@ -108,7 +108,15 @@ public struct ConfigLayers: Sendable {
 
     /// Applies the `TIKTOK_FORWARDER_*` variables: every scalar key, its dots as underscores,
     /// upper-cased (`delivery.max_in_flight` → `TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT`).
-    public mutating func loadEnvironment(_ environment: [String: String]) {
+    /// Any other `TIKTOK_FORWARDER_*` variable is refused, like an unknown YAML key: a
+    /// mistyped `…TEST_EVENT_CODE` must not silently send test traffic to production.
+    public mutating func loadEnvironment(_ environment: [String: String]) throws {
+        for name in environment.keys.sorted() where name.hasPrefix("TIKTOK_FORWARDER_") && !ConfigKeys.otherEnvironment.contains(name) {
+            guard ConfigKeys.byEnvironmentName[name] != nil else {
+                let hint = ConfigKeys.closestEnvironmentName(to: name).map { " (did you mean \($0)?)" } ?? ""
+                throw ConfigurationError("\(SafeText.escapingControls(name)) is not a setting\(hint); the variables are the keys of tiktok-forwarder.example.yaml as TIKTOK_FORWARDER_KEY (dots as underscores)")
+            }
+        }
         for key in ConfigKeys.scalars {
             let name = ConfigKeys.environmentName(key)
             if let value = environment[name], !value.isEmpty { set(key, .scalar(value), origin: name) }
@@ -121,7 +129,7 @@ public enum ConfigKeys {
     public static let sections: Set<String> = ["delivery", "transform"]
     public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
     public static let scalars: [String] = [
-        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "metrics_listen",
+        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "metrics_listen", "log_level",
         "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
@@ -132,6 +140,34 @@ public enum ConfigKeys {
 
     public static func environmentName(_ key: String) -> String {
         "TIKTOK_FORWARDER_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
+    }
+
+    static let byEnvironmentName: [String: String] = Dictionary(uniqueKeysWithValues: scalars.map { (environmentName($0), $0) })
+
+    /// `TIKTOK_FORWARDER_*` variables that are not settings: the configuration file's path,
+    /// and debug builds' test hook.
+    static let otherEnvironment: Set<String> = ["TIKTOK_FORWARDER_CONFIG", "TIKTOK_FORWARDER_TEST_CRASH_EVENT_ID"]
+
+    /// The known variable nearest to `name` (edit distance ≤ 3), for a "did you mean".
+    static func closestEnvironmentName(to name: String) -> String? {
+        let candidates = Array(byEnvironmentName.keys) + Array(otherEnvironment)
+        let scored = candidates.map { ($0, editDistance(Array(name.utf8), Array($0.utf8))) }.min { ($0.1, $0.0) < ($1.1, $1.0) }
+        return scored.flatMap { $0.1 <= 3 ? $0.0 : nil }
+    }
+
+    static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let substitution = previous + (a[i - 1] == b[j - 1] ? 0 : 1)
+                previous = row[j]
+                row[j] = min(substitution, row[j] + 1, row[j - 1] + 1)
+            }
+        }
+        return row[b.count]
     }
 }
 
@@ -149,6 +185,8 @@ public struct ForwarderConfiguration: Sendable {
     public var testEventCode: String?
     /// Where to serve Prometheus metrics (`ADDR:PORT`), or `nil` for none.
     public var metricsListen: (host: String, port: Int)?
+    /// trace, debug, info, notice (default), warning, error or critical.
+    public var logLevel = "notice"
     public var delivery = DeliverySettings()
     public var transform = TransformSettings()
 
@@ -181,6 +219,13 @@ public struct ForwarderConfiguration: Sendable {
             } catch let error as ConfigurationError {
                 throw ConfigurationError("\(origin): \(error.description)")
             }
+        }
+        if let (level, origin) = layers.scalar("log_level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(level.trimmingWhitespace().lowercased()) else {
+                throw ConfigurationError("\(origin): '\(SafeText.escapingControls(level))' is not a log level (\(levels.joined(separator: ", ")))")
+            }
+            config.logLevel = level.trimmingWhitespace().lowercased()
         }
         config.delivery = try DeliverySettings.resolve(layers)
         config.transform = try transformSettings(layers)

@@ -23,10 +23,10 @@ struct DatabaseOptions: ParsableArguments {
             if let file = config ?? environment["TIKTOK_FORWARDER_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
                 try layers.loadFile(file)
             }
+            try layers.loadEnvironment(environment)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
-        layers.loadEnvironment(environment)
         layers.set("db", db.flatMap { $0.isEmpty ? nil : $0 }, origin: "--db")
         return layers
     }

@@ -42,19 +42,17 @@ struct Run: ParsableCommand {
 
     @OptionGroup var options: RunOptions
     @Flag(help: "Exit 0 once no row is pending or in flight (batch jobs, the demo); exit 3 if delivery pauses (token, pixel, TLS or endpoint error), with the reason in the log.") var untilDrained = false
-    @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error.", valueName: "level")) var logLevel = "notice"
+    @Option(help: ArgumentHelp("Log level: debug, info, notice (default), warning, error (also log_level, TIKTOK_FORWARDER_LOG_LEVEL).", valueName: "level")) var logLevel: String?
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
         let configuration: ForwarderConfiguration
         do {
-            configuration = try options.resolve(environment: environment)
+            configuration = try options.resolve(environment: environment, logLevel: logLevel)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .notice
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, environment: environment) }
         let logger = Logger(label: "tiktok-forwarder")
         let daemon = Daemon(configuration: configuration, logger: logger, environment: environment)
@@ -103,8 +101,11 @@ struct RunOptions: ParsableArguments {
     @OptionGroup(title: "Transform settings") var transformOptions: TransformOptions
 
     /// The effective configuration of file, environment and these flags.
-    func resolve(environment: [String: String]) throws -> ForwarderConfiguration {
-        try ForwarderConfiguration.resolve(layers(), environment: environment)
+    /// `logLevel` is `run`'s own `--log-level` (the top layer for `log_level`).
+    func resolve(environment: [String: String], logLevel: String? = nil) throws -> ForwarderConfiguration {
+        var layers = try layers()
+        layers.set("log_level", logLevel, origin: "--log-level")
+        return try ForwarderConfiguration.resolve(layers, environment: environment)
     }
 
     /// File, environment and these flags, unvalidated (for `config check` to show).

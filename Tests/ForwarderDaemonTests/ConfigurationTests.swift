@@ -40,7 +40,8 @@ struct ConfigurationTests {
                 signup: CompleteRegistration
                 quote: Contact
             """, in: directory))
-        layers.loadEnvironment(["TIKTOK_FORWARDER_DB": "/from/env.sqlite", "TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT": "6", "OTHER": "x"])
+        try layers.loadEnvironment(["TIKTOK_FORWARDER_DB": "/from/env.sqlite", "TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT": "6", "OTHER": "x",
+                                    "TIKTOK_FORWARDER_LOG_LEVEL": "info", "TIKTOK_FORWARDER_CONFIG": "/also/fine.yaml"])
         layers.set("delivery.max_in_flight", "8", origin: "--max-in-flight")
         layers.set("transform.events", .table(["quote": "SubmitForm"]), origin: "--event")
         let config = try ForwarderConfiguration.resolve(layers, environment: [:])
@@ -49,6 +50,45 @@ struct ConfigurationTests {
         #expect(config.delivery.maxInFlight == 8 && config.delivery.lingerMillis == 20)
         #expect(config.transform.eventNames == ["signup": "CompleteRegistration", "quote": "SubmitForm"])
         #expect(config.endpoint == "https://business-api.tiktok.com")
+        #expect(config.logLevel == "info")
+    }
+
+    @Test("a mistyped TIKTOK_FORWARDER_* variable is refused, naming the setting it was probably meant to be", arguments: [
+        ("TIKTOK_FORWARDER_TEST_EVNT_CODE", "did you mean TIKTOK_FORWARDER_TEST_EVENT_CODE?"),
+        ("TIKTOK_FORWARDER_DELIVERY_MAX_INFLIGHT", "did you mean TIKTOK_FORWARDER_DELIVERY_MAX_IN_FLIGHT?"),
+        ("TIKTOK_FORWARDER_PIXELCODE", "did you mean TIKTOK_FORWARDER_PIXEL_CODE?"),
+        ("TIKTOK_FORWARDER_SOMETHING_ELSE_ENTIRELY", "is not a setting;"),
+    ])
+    func unknownEnvironment(_ name: String, _ message: String) {
+        var layers = ConfigLayers()
+        do {
+            try layers.loadEnvironment([name: "x"])
+            Issue.record("\(name) was accepted")
+        } catch {
+            #expect("\(error)".contains(message), "\(error)")
+        }
+    }
+
+    @Test("the log level has its file, environment and flag forms, and a bad one is refused with where it came from")
+    func logLevel() throws {
+        var layers = ConfigLayers()
+        layers.set("db", "/x.sqlite", origin: "--db")
+        layers.set("pixel_code", "P", origin: "--pixel-code")
+        layers.set("access_token_file", "/dev/null", origin: "--access-token-file")
+        #expect(throws: (any Error).self) { try ForwarderConfiguration.resolve(layers, environment: [:]) }  // an empty token file
+        let directory = TemporaryDirectory()
+        try "t0ken\n".write(toFile: directory.path + "/token", atomically: true, encoding: .utf8)
+        layers.set("access_token_file", directory.path + "/token", origin: "--access-token-file")
+        #expect(try ForwarderConfiguration.resolve(layers, environment: [:]).logLevel == "notice")
+        layers.set("log_level", "debug", origin: "TIKTOK_FORWARDER_LOG_LEVEL")
+        #expect(try ForwarderConfiguration.resolve(layers, environment: [:]).logLevel == "debug")
+        layers.set("log_level", "loud", origin: "config.yaml (log_level)")
+        do {
+            _ = try ForwarderConfiguration.resolve(layers, environment: [:])
+            Issue.record("a bad level was accepted")
+        } catch {
+            #expect("\(error)".contains("config.yaml (log_level)") && "\(error)".contains("not a log level"))
+        }
     }
 
     @Test("the token comes from $CREDENTIALS_DIRECTORY when no file is named")

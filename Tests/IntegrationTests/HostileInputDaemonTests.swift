@@ -284,3 +284,28 @@ struct OperatorMistakeTests {
         #expect(try rig.stats().count(.delivered) == 20)
     }
 }
+
+@Suite("Configuration mistakes through the real binary")
+struct ConfigurationMistakeTests {
+    @Test("a mistyped TIKTOK_FORWARDER_* variable stops every command, with a did-you-mean", arguments: [["status"], ["run"], ["config", "check"], ["dead", "list"]])
+    func mistypedVariable(_ command: [String]) throws {
+        let directory = TemporaryDirectory()
+        let db = directory.path + "/outbox.sqlite"
+        #expect(try ChildProcess.run(Repository.binary, ["migrate", "--db", db], in: directory).status == 0)
+        let result = try ChildProcess.run(Repository.binary, command + ["--db", db],
+                                          environment: ["TIKTOK_FORWARDER_TEST_EVNT_CODE": "TEST123"], in: directory)
+        #expect(result.status == 2, "\(command): exit \(result.status)")
+        #expect(result.stderr.contains("TIKTOK_FORWARDER_TEST_EVNT_CODE is not a setting (did you mean TIKTOK_FORWARDER_TEST_EVENT_CODE?)"), "\(result.stderr)")
+    }
+
+    @Test("TIKTOK_FORWARDER_LOG_LEVEL=debug gives the daemon's per-request lines")
+    func logLevelFromEnvironment() throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(5))
+        let arguments = ["run", "--db", rig.db, "--endpoint", "http://127.0.0.1:\(rig.port)", "--pixel-code", "P",
+                         "--access-token-file", rig.tokenFile, "--until-drained", "--linger", "10ms"]
+        let daemon = try ChildProcess.run(Repository.binary, arguments, environment: ["TIKTOK_FORWARDER_LOG_LEVEL": "debug"], in: rig.directory)
+        #expect(daemon.status == 0)
+        #expect(daemon.stderr.contains("DEBUG request"), "\(daemon.stderr)")
+    }
+}

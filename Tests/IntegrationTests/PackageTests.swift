@@ -3,10 +3,10 @@ import Testing
 import TestSupport
 
 /// The Debian package scripts/test builds (scripts/package-deb, from the self-contained binary).
-@Suite("The Debian package", .enabled(if: ProcessInfo.processInfo.environment["TIKTOK_FORWARDER_DEB"] != nil,
-                                        "scripts/test builds the package and sets TIKTOK_FORWARDER_DEB"))
+@Suite("The Debian package", .enabled(if: ProcessInfo.processInfo.environment["FORWARDER_TEST_DEB"] != nil,
+                                        "scripts/test builds the package and sets FORWARDER_TEST_DEB"))
 struct PackageTests {
-    static var deb: String { ProcessInfo.processInfo.environment["TIKTOK_FORWARDER_DEB"] ?? "" }
+    static var deb: String { ProcessInfo.processInfo.environment["FORWARDER_TEST_DEB"] ?? "" }
 
     @Test("it holds the binary, the unit, the conffile, docs, the man page and completions")
     func contents() throws {

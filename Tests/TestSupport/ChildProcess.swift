@@ -70,10 +70,10 @@ public enum Repository {
         return url.path
     }()
 
-    /// The built `tiktok-forwarder` binary: `$TIKTOK_FORWARDER_BIN` (set by scripts/test),
+    /// The built `tiktok-forwarder` binary: `$FORWARDER_TEST_BINARY` (set by scripts/test),
     /// else the debug build.
     public static let binary: String = {
-        if let path = ProcessInfo.processInfo.environment["TIKTOK_FORWARDER_BIN"], !path.isEmpty { return path }
+        if let path = ProcessInfo.processInfo.environment["FORWARDER_TEST_BINARY"], !path.isEmpty { return path }
         return root + "/.build/debug/tiktok-forwarder"
     }()
 
