@@ -211,6 +211,8 @@ public final class InMemoryOutboxStore: OutboxStore {
         }
     }
 
+    public func recountFinished() throws {}  // counted directly
+
     public func stats(now: UnixMillis) throws -> OutboxStats {
         state.withLock { s in
             var stats = OutboxStats()
@@ -219,7 +221,6 @@ public final class InMemoryOutboxStore: OutboxStore {
                 if row.state == .pending || row.state == .inflight {
                     stats.oldestPendingCreatedAt = min(stats.oldestPendingCreatedAt ?? .max, row.createdAt)
                 }
-                if row.state == .delivered, (row.finishedAt ?? 0) >= now.subtracting(saturating: 60_000) { stats.deliveredLastMinute += 1 }
             }
             stats.recentErrors = s.rows.values
                 .filter { ($0.state == .dead || ($0.state == .pending && $0.error != nil)) }
@@ -228,6 +229,7 @@ public final class InMemoryOutboxStore: OutboxStore {
                 .map { RecentError(id: $0.id, eventID: $0.eventID, state: $0.state, httpStatus: $0.httpStatus,
                                    tiktokCode: $0.tiktokCode, error: $0.error ?? "", at: $0.finishedAt) }
             stats.daemons = s.daemons.values.sorted { $0.startedAt < $1.startedAt }
+            stats.deliveryRate = stats.daemons.reduce(0) { $0 + ($1.deliveryRate ?? 0) }
             return stats
         }
     }

@@ -68,7 +68,13 @@ public protocol OutboxStore: AnyObject, Sendable {
     @discardableResult
     func purgeDead(_ selection: DeadSelection, limit: Int) throws -> Int
 
+    /// Counts per state (finished rows from maintained counts: cheap however many are
+    /// retained), the oldest unfinished row, the daemons' rate, recent errors, daemons.
     func stats(now: UnixMillis) throws -> OutboxStats
+
+    /// Recounts the finished rows exactly (a scan of their index: ~0.3 s per 5 M rows), after
+    /// rows may have been deleted by hand. The daemon calls it at start.
+    func recountFinished() throws
 
     /// Dead rows, most recent first.
     func deadLetters(limit: Int) throws -> [DeadLetter]
@@ -201,8 +207,9 @@ public struct OutboxStats: Sendable, Equatable {
     public var counts: [RowState: Int] = [:]
     /// Created time of the oldest row not yet final (pending or inflight).
     public var oldestPendingCreatedAt: UnixMillis?
-    /// Rows delivered in the minute before `now`.
-    public var deliveredLastMinute = 0
+    /// Events delivered per second over the last minute, summed over the running daemons as
+    /// each measures it (the number systemd's STATUS= line shows too).
+    public var deliveryRate: Double = 0
     public var recentErrors: [RecentError] = []
     public var daemons: [DaemonStatus] = []
 
@@ -265,8 +272,12 @@ public struct DaemonStatus: Sendable, Equatable {
     /// Why delivery is paused (a configuration error), or `nil` while it runs.
     public var pausedReason: String?
     public var inFlightLimit: Int?
+    /// Events delivered per second over the last minute.
+    public var deliveryRate: Double?
 
-    public init(owner: String, pid: Int, startedAt: UnixMillis, heartbeatAt: UnixMillis, pausedReason: String? = nil, inFlightLimit: Int? = nil) {
+    public init(owner: String, pid: Int, startedAt: UnixMillis, heartbeatAt: UnixMillis, pausedReason: String? = nil, inFlightLimit: Int? = nil,
+                deliveryRate: Double? = nil) {
+        self.deliveryRate = deliveryRate
         self.owner = owner
         self.pid = pid
         self.startedAt = startedAt

@@ -45,6 +45,7 @@ public final class Daemon {
         let tokens = try TokenSource(path: configuration.accessTokenFile, logger: logger)
         let startedAt = clock.nowMillis()
         try reclaimAtStart(store, now: startedAt)
+        try store.recountFinished()  // corrects counts after rows were deleted by hand (~0.3 s per 5 M rows)
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
         let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis)
@@ -150,10 +151,11 @@ public final class Daemon {
                 if now >= next.status {
                     next.status = now + 2_000
                     let paused = control.paused
-                    try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: now,
-                                                              pausedReason: paused, inFlightLimit: control.inFlightLimit))
-                    let due = try store.dueCount(now: now)
+                    // One rate, measured here: STATUS= and `status` (through daemon_status) show the same.
                     let rate = control.deliveryRate(now: now)
+                    try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: now,
+                                                              pausedReason: paused, inFlightLimit: control.inFlightLimit, deliveryRate: rate))
+                    let due = try store.dueCount(now: now)
                     notifier.notify("STATUS=" + (paused.map { "PAUSED: \($0) — " } ?? "") + "\(due) pending, \(Int(rate.rounded())) events/s delivered (last minute)")
                 }
                 if now >= next.reclaim {

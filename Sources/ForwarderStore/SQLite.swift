@@ -202,6 +202,13 @@ public final class SQLiteStatement {
     }
 
     @discardableResult
+    public func bind(_ index: Int32, _ value: Double?) throws(SQLiteError) -> SQLiteStatement {
+        let rc = value.map { sqlite3_bind_double(handle, index, $0) } ?? sqlite3_bind_null(handle, index)
+        try check(rc)
+        return self
+    }
+
+    @discardableResult
     public func bind(_ index: Int32, _ value: String?) throws(SQLiteError) -> SQLiteStatement {
         let rc = value.map { sqlite3_bind_text(handle, index, $0, -1, csqlite_transient()) } ?? sqlite3_bind_null(handle, index)
         try check(rc)
@@ -230,6 +237,7 @@ public final class SQLiteStatement {
     public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
     public func int(_ column: Int32) -> Int { Int(int64(column)) }
     public func optionalInt(_ column: Int32) -> Int? { optionalInt64(column).map(Int.init) }
+    public func optionalDouble(_ column: Int32) -> Double? { isNull(column) ? nil : sqlite3_column_double(handle, column) }
 
     public func string(_ column: Int32) -> String {
         guard let text = sqlite3_column_text(handle, column) else { return "" }

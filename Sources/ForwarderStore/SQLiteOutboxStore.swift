@@ -161,7 +161,9 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         .bind(3, record.httpStatus).bind(4, record.tiktokCode).bind(5, owner)
                     try delivered.run()
                     changed += db.changes
+                    try Self.addFinished(db, state: "delivered", rows: db.changes)
                 }
+                var skippedRows = 0
                 for settlement in settlements {
                     switch settlement {
                     case .delivered:
@@ -199,10 +201,31 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                             """)
                         try skipped.bind(1, id).bind(2, now).bind(3, boundedError(reason)).bind(4, owner)
                         try skipped.run()
+                        skippedRows += db.changes
                     }
                     changed += db.changes
                 }
+                try Self.addFinished(db, state: "skipped", rows: skippedRows)
                 return changed
+            }
+        }
+    }
+
+    /// Keeps `finished_counts` in step with the rows, in the caller's transaction.
+    private static func addFinished(_ db: SQLiteConnection, state: String, rows: Int) throws {
+        guard rows != 0 else { return }
+        let add = try db.statement("UPDATE finished_counts SET rows = max(rows + ?2, 0) WHERE state = ?1")
+        try add.bind(1, state).bind(2, rows)
+        try add.run()
+    }
+
+    public func recountFinished() throws {
+        try locked { db in
+            try db.writeTransaction {
+                try db.execute("""
+                    UPDATE finished_counts
+                    SET rows = (SELECT count(*) FROM outbox WHERE state IN ('delivered', 'skipped') AND state = finished_counts.state)
+                    """)
             }
         }
     }
@@ -280,18 +303,21 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     }
 
     public func daemonStatuses() throws -> [DaemonStatus] {
-        try locked { db in
-            let daemons = try db.statement("""
-                SELECT owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit FROM daemon_status ORDER BY started_at
-                """)
-            var result: [DaemonStatus] = []
-            while try daemons.step() {
-                result.append(DaemonStatus(owner: daemons.string(0), pid: daemons.int(1), startedAt: daemons.int64(2),
-                                           heartbeatAt: daemons.int64(3), pausedReason: daemons.optionalString(4),
-                                           inFlightLimit: daemons.optionalInt(5)))
-            }
-            return result
+        try locked { db in try Self.daemons(db) }
+    }
+
+    private static func daemons(_ db: SQLiteConnection) throws -> [DaemonStatus] {
+        let daemons = try db.statement("""
+            SELECT owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit, delivery_rate
+            FROM daemon_status ORDER BY started_at
+            """)
+        var result: [DaemonStatus] = []
+        while try daemons.step() {
+            result.append(DaemonStatus(owner: daemons.string(0), pid: daemons.int(1), startedAt: daemons.int64(2),
+                                       heartbeatAt: daemons.int64(3), pausedReason: daemons.optionalString(4),
+                                       inFlightLimit: daemons.optionalInt(5), deliveryRate: daemons.optionalDouble(6)))
         }
+        return result
     }
 
     public func reclaimExpiredLeases(now: UnixMillis) throws -> Int {
@@ -338,10 +364,17 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     WHERE id IN (SELECT id FROM outbox
                                  WHERE state IN ('delivered', 'skipped') AND finished_at < ?1
                                  LIMIT ?2)
+                    RETURNING state = 'delivered'
                     """)
                 try purge.bind(1, finishedBefore).bind(2, limit)
-                try purge.run()
-                return db.changes
+                var delivered = 0, skipped = 0
+                while try purge.step() {
+                    if purge.int(0) == 1 { delivered += 1 } else { skipped += 1 }
+                }
+                purge.reset()
+                try Self.addFinished(db, state: "delivered", rows: -delivered)
+                try Self.addFinished(db, state: "skipped", rows: -skipped)
+                return delivered + skipped
             }
         }
     }
@@ -382,19 +415,21 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         try locked { db in
             try db.readTransaction {
                 var stats = OutboxStats()
-                let counts = try db.statement("SELECT state, count(*) FROM outbox GROUP BY state")
-                while try counts.step() {
-                    if let state = RowState(rawValue: counts.string(0)) { stats.counts[state] = counts.int(1) }
-                }
-                let oldest = try db.statement("SELECT \(Self.oldestUnfinished)")
-                if try oldest.step() { stats.oldestPendingCreatedAt = oldest.optionalInt64(0) }
-                // The IN term repeats the partial index's condition so that SQLite uses the index.
-                let rate = try db.statement("""
-                    SELECT count(*) FROM outbox
-                    WHERE state IN ('delivered', 'skipped') AND finished_at >= ?1 AND state = 'delivered'
+                // Unfinished and dead rows from their partial indexes (they are few); finished
+                // ones, which can be millions, from the maintained counts. No table scan.
+                let counts = try db.statement("""
+                    SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'),
+                           (SELECT count(*) FROM outbox WHERE state = 'inflight'),
+                           (SELECT count(*) FROM outbox WHERE state = 'dead'),
+                           (SELECT rows FROM finished_counts WHERE state = 'delivered'),
+                           (SELECT rows FROM finished_counts WHERE state = 'skipped'),
+                           \(Self.oldestUnfinished)
                     """)
-                try rate.bind(1, now - 60_000)
-                if try rate.step() { stats.deliveredLastMinute = rate.int(0) }
+                if try counts.step() {
+                    stats.counts = [.pending: counts.int(0), .inflight: counts.int(1), .dead: counts.int(2),
+                                    .delivered: counts.int(3), .skipped: counts.int(4)]
+                    stats.oldestPendingCreatedAt = counts.optionalInt64(5)
+                }
                 // Recent errors: the latest dead rows, and pending rows waiting on a retry.
                 let errors = try db.statement("""
                     SELECT id, event_id, state, last_http_status, last_tiktok_code, last_error, finished_at
@@ -412,16 +447,8 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         httpStatus: errors.optionalInt(3), tiktokCode: errors.optionalInt(4),
                         error: errors.optionalString(5) ?? "", at: errors.optionalInt64(6)))
                 }
-                let daemons = try db.statement("""
-                    SELECT owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit
-                    FROM daemon_status ORDER BY started_at
-                    """)
-                while try daemons.step() {
-                    stats.daemons.append(DaemonStatus(
-                        owner: daemons.string(0), pid: daemons.int(1), startedAt: daemons.int64(2),
-                        heartbeatAt: daemons.int64(3), pausedReason: daemons.optionalString(4),
-                        inFlightLimit: daemons.optionalInt(5)))
-                }
+                stats.daemons = try Self.daemons(db)
+                stats.deliveryRate = stats.daemons.reduce(0) { $0 + ($1.deliveryRate ?? 0) }
                 return stats
             }
         }
@@ -466,13 +493,14 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     public func recordDaemonStatus(_ status: DaemonStatus) throws {
         try locked { db in
             let upsert = try db.statement("""
-                INSERT INTO daemon_status (owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                INSERT INTO daemon_status (owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit, delivery_rate)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                 ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
-                    paused_reason = excluded.paused_reason, in_flight_limit = excluded.in_flight_limit
+                    paused_reason = excluded.paused_reason, in_flight_limit = excluded.in_flight_limit,
+                    delivery_rate = excluded.delivery_rate
                 """)
             try upsert.bind(1, status.owner).bind(2, status.pid).bind(3, status.startedAt).bind(4, status.heartbeatAt)
-                .bind(5, status.pausedReason).bind(6, status.inFlightLimit)
+                .bind(5, status.pausedReason).bind(6, status.inFlightLimit).bind(7, status.deliveryRate)
             try upsert.run()
         }
     }

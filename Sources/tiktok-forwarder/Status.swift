@@ -41,7 +41,7 @@ enum StatusReport {
         var root = JSONObject()
         root.append("counts", .object(counts))
         root.append("oldest_pending_age_seconds", stats.oldestPendingCreatedAt.map { .number(String(max(0, now.subtracting(saturating: $0)) / 1000)) } ?? .null)
-        root.append("delivered_last_minute", .number(String(stats.deliveredLastMinute)))
+        root.append("delivered_per_second", .number(String(Int(stats.deliveryRate.rounded()))))
         let paused = stats.daemons.compactMap(\.pausedReason)
         root.append("paused", .bool(!paused.isEmpty))
         root.append("paused_reason", paused.first.map(JSON.string) ?? .null)
@@ -73,7 +73,7 @@ enum StatusReport {
         lines.append("rows:      \(states)")
         let age = stats.oldestPendingCreatedAt.map { Durations.format(millis: max(0, now.subtracting(saturating: $0))) } ?? "none pending"
         lines.append("backlog:   oldest pending \(age)")
-        lines.append("rate:      \(stats.deliveredLastMinute) delivered in the last minute (\(stats.deliveredLastMinute / 60)/s)")
+        lines.append("rate:      \(Int(stats.deliveryRate.rounded()))/s delivered over the last minute" + (stats.daemons.isEmpty ? " (no daemon running)" : ""))
         if stats.daemons.isEmpty {
             lines.append("daemon:    none running")
         }

@@ -145,3 +145,49 @@ struct SQLiteHostileValueTests {
         #expect(rows.first { $0.eventID != "ok" }?.eventIDIsValidUTF8 == false)
     }
 }
+
+@Suite("SQLite outbox: finished counts")
+struct FinishedCountTests {
+    @Test("finished counts stay exact through settles and purges, and a recount repairs rows deleted by hand")
+    func exactCounts() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let store = try SQLiteOutboxStore(path: path)
+        _ = try store.enqueue((0..<50).map { NewEvent(eventID: "e\($0)", payload: "{}") }, now: 1_000)
+        let rows = try store.claim(limit: 50, owner: "a", leaseUntil: 100_000, now: 2_000)
+        try store.settle(rows.prefix(40).map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }
+                         + rows.suffix(10).map { .skipped(id: $0.id, reason: "unmapped") }, owner: "a", now: 3_000)
+        // A second settle of the same rows (a lost lease) changes nothing, and counts nothing.
+        try store.settle(rows.prefix(40).map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }, owner: "a", now: 3_000)
+        func exact() throws -> (Int, Int) {
+            let c = try SQLiteConnection(path: path, readOnly: true)
+            let q = try c.statement("SELECT (SELECT count(*) FROM outbox WHERE state = 'delivered'), (SELECT count(*) FROM outbox WHERE state = 'skipped')")
+            _ = try q.step()
+            return (q.int(0), q.int(1))
+        }
+        var stats = try store.stats(now: 4_000)
+        let before = try exact()
+        #expect(stats.count(.delivered) == 40 && stats.count(.skipped) == 10 && before == (40, 10))
+        #expect(try store.purgeFinished(finishedBefore: 4_000, limit: 25) == 25)
+        stats = try store.stats(now: 4_000)
+        let (delivered, skipped) = try exact()
+        #expect(stats.count(.delivered) == delivered && stats.count(.skipped) == skipped && delivered + skipped == 25)
+        try SQLiteConnection(path: path).execute("DELETE FROM outbox WHERE state = 'delivered'")  // by hand
+        try store.recountFinished()
+        stats = try store.stats(now: 4_000)
+        let after = try exact()
+        #expect(stats.count(.delivered) == 0 && stats.count(.skipped) == after.1)
+    }
+
+    @Test("migrating a database that already holds finished rows seeds the counts")
+    func seededByMigration() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let db = try SQLiteConnection(path: path)
+        try Migrator.migrate(db, migrations: Array(embeddedMigrations.prefix(2)))
+        try db.execute("INSERT INTO outbox (event_id, payload, state, finished_at) VALUES ('a', '{}', 'delivered', 1), ('b', '{}', 'delivered', 1), ('c', '{}', 'skipped', 1), ('d', '{}', 'pending', NULL)")
+        try Migrator.migrate(db)
+        let stats = try SQLiteOutboxStore(path: path).stats(now: 2)
+        #expect(stats.count(.delivered) == 2 && stats.count(.skipped) == 1 && stats.count(.pending) == 1)
+    }
+}

@@ -151,11 +151,24 @@ struct StoreConformanceTests {
         let rows = try store.claim(limit: 5, owner: "a", leaseUntil: t0 + 30_000, now: t0)
         try store.settle(rows.prefix(4).map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }, owner: "a", now: t0)
         try store.settle([.skipped(id: rows[4].id, reason: "unmapped")], owner: "a", now: t0 + 50_000)
-        #expect(try store.stats(now: t0 + 1_000).deliveredLastMinute == 4)
+        #expect(try store.stats(now: t0 + 1_000).count(.delivered) == 4)
         #expect(try store.purgeFinished(finishedBefore: t0 + 1, limit: 3) == 3)
         #expect(try store.purgeFinished(finishedBefore: t0 + 1, limit: 3) == 1)
         #expect(try store.purgeFinished(finishedBefore: t0 + 1, limit: 3) == 0)
         #expect(try store.stats(now: t0).count(.skipped) == 1)
+        #expect(try store.stats(now: t0).count(.delivered) == 0, "finished counts follow the purge")
+        try store.recountFinished()
+        let recounted = try store.stats(now: t0)
+        #expect(recounted.count(.skipped) == 1 && recounted.count(.delivered) == 0)
+    }
+
+    @Test("status's rate is the daemons' own, summed", arguments: StoreKind.allCases)
+    func daemonRate(kind: StoreKind) throws {
+        let directory = TemporaryDirectory()
+        let store = try kind.make(in: directory)
+        try store.recordDaemonStatus(DaemonStatus(owner: "d1", pid: 1, startedAt: t0, heartbeatAt: t0, deliveryRate: 1_200.5))
+        try store.recordDaemonStatus(DaemonStatus(owner: "d2", pid: 2, startedAt: t0, heartbeatAt: t0, deliveryRate: 300))
+        #expect(try store.stats(now: t0).deliveryRate == 1_500.5)
     }
 
     @Test("stats report the oldest pending row and running daemons", arguments: StoreKind.allCases)
