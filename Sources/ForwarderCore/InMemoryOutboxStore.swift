@@ -19,6 +19,7 @@ public final class InMemoryOutboxStore: OutboxStore {
         var error: String?
         var finishedAt: UnixMillis?
         var unsettledClaims = 0
+        var sentEvent: String?
     }
 
     fileprivate struct State {
@@ -80,6 +81,7 @@ public final class InMemoryOutboxStore: OutboxStore {
                 row.unsettledClaims = 0
                 switch settlement {
                 case .delivered(_, let record):
+                    row.sentEvent = record.sentEvent
                     row.state = .delivered
                     row.finishedAt = now
                     row.httpStatus = record.httpStatus
@@ -234,11 +236,21 @@ public final class InMemoryOutboxStore: OutboxStore {
         }
     }
 
-    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+    public func deadLetters(since: UnixMillis?, limit: Int?) throws -> [DeadLetter] {
         state.withLock { s in
-            s.rows.values.filter { $0.state == .dead }
+            s.rows.values.filter { $0.state == .dead && ($0.finishedAt ?? 0) >= (since ?? .min) }
                 .sorted { ($0.finishedAt ?? 0, $0.id) > ($1.finishedAt ?? 0, $1.id) }
-                .prefix(limit).map(Self.deadLetter)
+                .prefix(limit ?? .max).map(Self.deadLetter)
+        }
+    }
+
+    public func row(_ key: String) throws -> OutboxRow? {
+        state.withLock { s in
+            guard let id = s.byEventID[key] ?? Int64(key), let r = s.rows[id] else { return nil }
+            return OutboxRow(id: r.id, eventID: r.eventID, state: r.state, attempts: r.attempts, createdAt: r.createdAt,
+                             nextAttemptAt: r.nextAttemptAt, finishedAt: r.finishedAt, leaseOwner: r.leaseOwner,
+                             leaseExpiresAt: r.leaseExpiresAt, httpStatus: r.httpStatus, tiktokCode: r.tiktokCode,
+                             error: r.error, payload: r.payload, sentEvent: r.sentEvent)
         }
     }
 

@@ -76,8 +76,12 @@ public protocol OutboxStore: AnyObject, Sendable {
     /// rows may have been deleted by hand. The daemon calls it at start.
     func recountFinished() throws
 
-    /// Dead rows, most recent first.
-    func deadLetters(limit: Int) throws -> [DeadLetter]
+    /// Dead rows, most recent first: those dead since `since` (all with `nil`), at most
+    /// `limit` (all with `nil`).
+    func deadLetters(since: UnixMillis?, limit: Int?) throws -> [DeadLetter]
+
+    /// Any row, by row id or event_id, with what was sent for it if that was kept.
+    func row(_ key: String) throws -> OutboxRow?
 
     /// One dead row, by row id or event_id.
     func deadLetter(_ key: String) throws -> DeadLetter?
@@ -89,6 +93,11 @@ public protocol OutboxStore: AnyObject, Sendable {
 }
 
 extension OutboxStore {
+    /// The most recent dead rows.
+    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+        try deadLetters(since: nil, limit: limit)
+    }
+
     /// A claim that may take suspects.
     public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
         try claim(limit: limit, owner: owner, leaseUntil: leaseUntil, now: now, suspects: true)
@@ -165,8 +174,11 @@ public struct AttemptRecord: Sendable, Equatable {
     public var error: String?
     /// The request may have reached TikTok: starts the row's 48-hour dedup window.
     public var mayHaveReachedTikTok: Bool
+    /// For a delivered row, the event exactly as sent (JSON), when `delivery.keep_sent` is on.
+    public var sentEvent: String?
 
-    public init(httpStatus: Int? = nil, tiktokCode: Int? = nil, error: String? = nil, mayHaveReachedTikTok: Bool = false) {
+    public init(httpStatus: Int? = nil, tiktokCode: Int? = nil, error: String? = nil, mayHaveReachedTikTok: Bool = false, sentEvent: String? = nil) {
+        self.sentEvent = sentEvent
         self.httpStatus = httpStatus
         self.tiktokCode = tiktokCode
         self.error = error
@@ -261,6 +273,44 @@ public struct DeadLetter: Sendable, Equatable {
         self.createdAt = createdAt
         self.deadSince = deadSince
         self.payload = payload
+    }
+}
+
+/// One outbox row as an operator sees it (`tiktok-forwarder show`).
+public struct OutboxRow: Sendable, Equatable {
+    public var id: Int64
+    public var eventID: String
+    public var state: RowState
+    public var attempts: Int
+    public var createdAt: UnixMillis
+    public var nextAttemptAt: UnixMillis
+    public var finishedAt: UnixMillis?
+    public var leaseOwner: String?
+    public var leaseExpiresAt: UnixMillis?
+    public var httpStatus: Int?
+    public var tiktokCode: Int?
+    public var error: String?
+    public var payload: String
+    /// The event as sent to TikTok, for a delivered row when `delivery.keep_sent` was on.
+    public var sentEvent: String?
+
+    public init(id: Int64, eventID: String, state: RowState, attempts: Int, createdAt: UnixMillis, nextAttemptAt: UnixMillis,
+                finishedAt: UnixMillis?, leaseOwner: String?, leaseExpiresAt: UnixMillis?, httpStatus: Int?, tiktokCode: Int?,
+                error: String?, payload: String, sentEvent: String?) {
+        self.id = id
+        self.eventID = eventID
+        self.state = state
+        self.attempts = attempts
+        self.createdAt = createdAt
+        self.nextAttemptAt = nextAttemptAt
+        self.finishedAt = finishedAt
+        self.leaseOwner = leaseOwner
+        self.leaseExpiresAt = leaseExpiresAt
+        self.httpStatus = httpStatus
+        self.tiktokCode = tiktokCode
+        self.error = error
+        self.payload = payload
+        self.sentEvent = sentEvent
     }
 }
 

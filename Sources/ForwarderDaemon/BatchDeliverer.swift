@@ -89,7 +89,7 @@ public final class BatchDeliverer {
             try settle(refused.map { .dead(id: $0.0.id, AttemptRecord(error: $0.1)) }, now: now)
             control.record(dead: refused.count, now: now)
             for (row, reason) in refused {
-                metrics.events("dead", reason: row.eventIDIsValidUTF8 ? "gave_up" : "transform", count: 1)
+                metrics.events("dead", reason: DaemonMetrics.deadReason(reason), count: 1)
                 logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
             }
             let ids = Set(refused.map(\.0.id))
@@ -180,7 +180,11 @@ public final class BatchDeliverer {
         switch outcome {
         case .delivered:
             let record = AttemptRecord(httpStatus: status, tiktokCode: code)
-            try settle(items.map { .delivered(id: $0.row.id, record) }, now: now)
+            try settle(items.map { item in
+                var kept = record
+                if settings.keepSent { kept.sentEvent = String(decoding: batch[item.event], as: UTF8.self) }
+                return .delivered(id: item.row.id, kept)
+            }, now: now)
             control.record(requests: 1, delivered: items.count, now: now)
             metrics.events("delivered", count: items.count)
             if control.resume() { logger.notice("delivery resumed: TikTok accepted a request") }

@@ -133,7 +133,7 @@ public enum ConfigKeys {
         "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
-        "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin",
+        "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin", "delivery.keep_sent",
         "transform.preset", "transform.forward_unmapped", "transform.default_phone_country",
         "transform.keep_external_id_case", "transform.content_type", "transform.max_age", "transform.default_page_url",
     ]
@@ -336,6 +336,9 @@ public struct DeliverySettings: Sendable, Equatable {
     public var shutdownBudgetMillis: Int64 = 35_000
     /// Delivered and skipped rows are deleted this long after they finished.
     public var retentionMillis: Int64 = 7 * 86_400_000
+    /// Keep each delivered event as sent (hashed, as TikTok received it) until retention, for
+    /// `tiktok-forwarder show`. Off by default: it writes each event once more.
+    public var keepSent = false
 
     public init() {}
 
@@ -345,6 +348,7 @@ public struct DeliverySettings: Sendable, Equatable {
         if let (t, o) = layers.scalar("delivery.max_batch_events") { d.maxBatchEvents = try C.integer(t, o, 1...TrackRequest.maximumEvents) }
         if let (t, o) = layers.scalar("delivery.max_batch_bytes") { d.maxBatchBytes = try C.integer(t, o, 4_096...(64 << 20)) }
         if let (t, o) = layers.scalar("delivery.max_in_flight") { d.maxInFlight = try C.integer(t, o, 1...64) }
+        if let (t, o) = layers.scalar("delivery.keep_sent") { d.keepSent = try C.bool(t, o) }
         if let (t, o) = layers.scalar("delivery.linger") { d.lingerMillis = try C.duration(t, o) }
         if let (t, o) = layers.scalar("delivery.request_timeout") { d.requestTimeoutMillis = max(1, try C.duration(t, o)) }
         if let (t, o) = layers.scalar("delivery.connect_timeout") { d.connectTimeoutMillis = max(1, try C.duration(t, o)) }

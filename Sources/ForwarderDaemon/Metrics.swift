@@ -58,13 +58,7 @@ public final class DaemonMetrics: Sendable {
     }
 
     /// Reason label of a dead row, from its stored error.
-    static func deadReason(_ error: String) -> String {
-        if error.hasPrefix("rejected by the transform") { return "transform" }
-        if error.hasPrefix("TikTok rejected") { return "rejected" }
-        if error.hasPrefix("ambiguous delivery") { return "ambiguous" }
-        if error.hasPrefix("gave up: older") { return "too_old" }
-        return "gave_up"
-    }
+    static func deadReason(_ error: String) -> String { DeadReason.of(error: error).rawValue }
 
     private let requestsInFlight = Mutex(0)
 

@@ -115,4 +115,14 @@ SELECT 'skipped', (SELECT count(*) FROM outbox WHERE state IN ('delivered', 'ski
 -- Events delivered per second over the last minute, as the daemon measures it.
 ALTER TABLE daemon_status ADD COLUMN delivery_rate REAL;
 """#),
+    Migration(version: 4, name: "0004_sent_events.sql", sql: #"""
+-- 0004: what was sent for a delivered row, exactly as TikTok received it (hashed), kept only
+-- when the operator enables delivery.keep_sent, and purged with the row by retention. For
+-- `tiktok-forwarder show EVENT_ID`: checking an event against the pixel in Events Manager.
+
+CREATE TABLE sent_events (
+    id    INTEGER PRIMARY KEY,  -- outbox.id
+    event TEXT    NOT NULL
+) STRICT;
+"""#),
 ]

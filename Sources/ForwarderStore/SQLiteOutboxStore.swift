@@ -162,6 +162,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     try delivered.run()
                     changed += db.changes
                     try Self.addFinished(db, state: "delivered", rows: db.changes)
+                    try Self.keepSent(db, settlements, owner: owner)
                 }
                 var skippedRows = 0
                 for settlement in settlements {
@@ -209,6 +210,21 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 return changed
             }
         }
+    }
+
+    /// `delivery.keep_sent`: the events as sent, for the rows just delivered by `owner`.
+    private static func keepSent(_ db: SQLiteConnection, _ settlements: [Settlement], owner: String) throws {
+        var pairs: [JSON] = []
+        for case .delivered(let id, let record) in settlements {
+            if let sent = record.sentEvent { pairs.append(.array([.number(String(id)), .string(sent)])) }
+        }
+        guard !pairs.isEmpty else { return }
+        let keep = try db.statement("""
+            INSERT OR REPLACE INTO sent_events (id, event)
+            SELECT value ->> 0, value ->> 1 FROM json_each(?1)
+            """)
+        try keep.bind(1, JSONWriter.encode(.array(pairs)))
+        try keep.run()
     }
 
     /// Keeps `finished_counts` in step with the rows, in the caller's transaction.
@@ -364,14 +380,20 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     WHERE id IN (SELECT id FROM outbox
                                  WHERE state IN ('delivered', 'skipped') AND finished_at < ?1
                                  LIMIT ?2)
-                    RETURNING state = 'delivered'
+                    RETURNING state = 'delivered', id
                     """)
                 try purge.bind(1, finishedBefore).bind(2, limit)
                 var delivered = 0, skipped = 0
+                var ids: [Int64] = []
                 while try purge.step() {
-                    if purge.int(0) == 1 { delivered += 1 } else { skipped += 1 }
+                    if purge.int(0) == 1 { delivered += 1; ids.append(purge.int64(1)) } else { skipped += 1 }
                 }
                 purge.reset()
+                if !ids.isEmpty {
+                    let sent = try db.statement("DELETE FROM sent_events WHERE id IN (SELECT value FROM json_each(?1))")
+                    try sent.bind(1, jsonArray(ids))
+                    try sent.run()
+                }
                 try Self.addFinished(db, state: "delivered", rows: -delivered)
                 try Self.addFinished(db, state: "skipped", rows: -skipped)
                 return delivered + skipped
@@ -454,16 +476,16 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         }
     }
 
-    public func deadLetters(limit: Int) throws -> [DeadLetter] {
+    public func deadLetters(since: UnixMillis?, limit: Int?) throws -> [DeadLetter] {
         try locked { db in
             let list = try db.statement("""
                 SELECT id, event_id, CASE WHEN json_valid(payload) THEN json_extract(payload, '$.event_name') END,
                        attempts, last_http_status, last_tiktok_code, last_error, created_at, finished_at, payload
-                FROM outbox WHERE state = 'dead'
+                FROM outbox WHERE state = 'dead' AND finished_at >= ?2
                 ORDER BY finished_at DESC, id DESC
                 LIMIT ?1
                 """)
-            try list.bind(1, limit)
+            try list.bind(1, limit ?? -1).bind(2, since ?? .min)
             var letters: [DeadLetter] = []
             while try list.step() { letters.append(deadLetter(from: list)) }
             return letters
@@ -481,6 +503,26 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 """)
             try one.bind(1, key)
             return try one.step() ? deadLetter(from: one) : nil
+        }
+    }
+
+    public func row(_ key: String) throws -> OutboxRow? {
+        try locked { db in
+            let one = try db.statement("""
+                SELECT o.id, o.event_id, o.state, o.attempts, o.created_at, o.next_attempt_at, o.finished_at, o.lease_owner,
+                       o.lease_expires_at, o.last_http_status, o.last_tiktok_code, o.last_error, o.payload, s.event
+                FROM outbox o LEFT JOIN sent_events s ON s.id = o.id
+                WHERE o.event_id = ?1 OR o.id = CAST(?1 AS INTEGER)
+                ORDER BY o.event_id = ?1 DESC
+                LIMIT 1
+                """)
+            try one.bind(1, key)
+            guard try one.step() else { return nil }
+            return OutboxRow(id: one.int64(0), eventID: one.string(1), state: RowState(rawValue: one.string(2)) ?? .pending,
+                             attempts: one.int(3), createdAt: one.int64(4), nextAttemptAt: one.int64(5), finishedAt: one.optionalInt64(6),
+                             leaseOwner: one.optionalString(7), leaseExpiresAt: one.optionalInt64(8), httpStatus: one.optionalInt(9),
+                             tiktokCode: one.optionalInt(10), error: one.optionalString(11), payload: one.string(12),
+                             sentEvent: one.optionalString(13))
         }
     }
 

@@ -19,7 +19,7 @@ struct TikTokForwarder: AsyncParsableCommand {
             """,
         version: ForwarderVersion.string,
         subcommands: [
-            Run.self, Config.self, Migrate.self, Enqueue.self, Status.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
+            Run.self, Config.self, Migrate.self, Enqueue.self, Status.self, Show.self, Dead.self, Transform.self, Sandbox.self, Bench.self,
         ]
     )
 

@@ -309,3 +309,28 @@ struct ConfigurationMistakeTests {
         #expect(daemon.stderr.contains("DEBUG request"), "\(daemon.stderr)")
     }
 }
+
+@Suite("Operator tools, with real processes", .serialized)
+struct OperatorToolTests {
+    @Test("with --keep-sent, `show` gives a delivered row's event exactly as TikTok got it (hashed); retention removes it with the row")
+    func showWhatWasSent() throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(30))
+        #expect(try rig.daemon(["--until-drained", "--keep-sent"], name: "keep").wait(timeout: 60) == 0)
+        let shown = try ChildProcess.run(Repository.binary, ["show", "--db", rig.db, "ev-7"], in: rig.directory)
+        #expect(shown.status == 0, "\(shown.stderr)")
+        let row = try JSONParser.parse(shown.stdout.trimmingWhitespace())
+        #expect(row["state"] == .string("delivered") && row["finished"] != nil)
+        let sent = try #require(row["sent"])
+        #expect(sent["event_id"] == .string("ev-7") && sent["event"] == .string("CompletePayment"))
+        let email = try #require(sent.value(at: ["user", "email"])?.stringValue)
+        #expect(email.count == 64 && email.allSatisfy(\.isHexDigit), "hashed: \(email)")
+        let recorded = try String(contentsOfFile: rig.record, encoding: .utf8).split(separator: "\n").first { $0.contains(#""event_id":"ev-7""#) }
+        let recordedEmail = try JSONParser.parse(String(try #require(recorded)))["event"]?.value(at: ["user", "email"])
+        #expect(recordedEmail == .string(email), "the kept event is what the sandbox received")
+        usleep(20_000)
+        #expect(try rig.daemon(["--until-drained", "--retention", "10ms"], name: "purge").wait(timeout: 60) == 0)
+        let left = try ChildProcess.run("/usr/bin/sqlite3", [rig.db, "SELECT count(*) FROM sent_events; SELECT count(*) FROM outbox;"], in: rig.directory)
+        #expect(left.stdout == "0\n0\n", "\(left.stdout)")
+    }
+}

@@ -105,6 +105,53 @@ struct OutboxCLITests {
         #expect(stats.count(.pending) == 1 && stats.count(.dead) == 0)
     }
 
+    @Test("dead letters v2: totals, time, reason codes and filters; redrive and purge by ids, filters or --all, with --dry-run; unknown ids reported with exit 1")
+    func deadLetterFilters() throws {
+        let store = try SQLiteOutboxStore(path: db)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try store.enqueue((0..<6).map { NewEvent(eventID: "d\($0)", payload: #"{"event_name":"\#($0 % 2 == 0 ? "purchase" : "sign_up")"}"#) }, now: now - 10_000)
+        let rows = try store.claim(limit: 6, owner: "t", leaseUntil: now + 60_000, now: now - 10_000)
+        let errors = ["TikTok rejected the event: HTTP 200, code 40002: data.0.event_id", "rejected by the transform: no page URL",
+                      "gave up after 30 attempts: HTTP 500", "TikTok rejected the event: data.3", "gave up after 3 claims (max_attempts 3), 3 of them ended without a result",
+                      "ambiguous delivery: …"]
+        _ = try store.settle(zip(rows, errors).map { .dead(id: $0.0.id, AttemptRecord(error: $0.1)) }, owner: "t", now: now - 3 * 3_600_000)
+        // d0 and d1 dead 3 hours ago; make d2…d5 recent.
+        try SQLiteConnection(path: db).execute("UPDATE outbox SET finished_at = \(now - 60_000) WHERE event_id IN ('d2', 'd3', 'd4', 'd5')")
+
+        let list = try forwarder(["dead", "list", "--db", db])
+        #expect(list.status == 0 && list.stdout.hasPrefix("dead letters: 6\n"), "\(list.stdout)")
+        #expect(list.stdout.contains("REASON") && list.stdout.contains("crashed") && list.stdout.contains("ambiguous") && list.stdout.contains("Z "))
+        let rejected = try forwarder(["dead", "list", "--db", db, "--reason", "rejected"])
+        #expect(rejected.stdout.hasPrefix("dead letters: 6, 2 matching") && rejected.stdout.contains("d0") && rejected.stdout.contains("d3") && !rejected.stdout.contains("d1 "))
+        let recentPurchases = try forwarder(["dead", "list", "--db", db, "--since", "1h", "--event", "purchase"])
+        #expect(recentPurchases.stdout.hasPrefix("dead letters: 6, 2 matching"), "\(recentPurchases.stdout)")  // d2, d4
+        #expect(try forwarder(["dead", "list", "--db", db, "--reason", "nonsense"]).status == 2)
+        let json = try forwarder(["dead", "list", "--db", db, "--json", "--older-than", "2h"]).stdout.split(separator: "\n")
+        #expect(json.count == 2 && json.allSatisfy { $0.contains("\"reason\":") && $0.contains("\"dead_since\":\"") })
+
+        let dry = try forwarder(["dead", "redrive", "--db", db, "--reason", "rejected", "--dry-run"])
+        #expect(dry.status == 0 && dry.stdout.contains("would redrive 2"))
+        #expect(try store.stats(now: now).count(.dead) == 6, "a dry run changes nothing")
+        let byFilter = try forwarder(["dead", "redrive", "--db", db, "--reason", "rejected"])
+        #expect(byFilter.stdout.contains("redriven 2"))
+        let withUnknown = try forwarder(["dead", "redrive", "--db", db, "d1", "no-such-id", "d0"])
+        #expect(withUnknown.status == 1 && withUnknown.stdout.contains("redriven 1"), "d0 is no longer dead; d1 is")
+        #expect(withUnknown.stderr.contains("not dead letters") && withUnknown.stderr.contains("no-such-id") && withUnknown.stderr.contains("d0"))
+        #expect(try forwarder(["dead", "purge", "--db", db, "--all", "--dry-run"]).stdout.contains("would purge 3"))
+        #expect(try forwarder(["dead", "purge", "--db", db, "d5"]).stdout.contains("purged 1"))
+        #expect(try forwarder(["dead", "purge", "--db", db, "--all"]).stdout.contains("purged 2"))
+        #expect(try forwarder(["dead", "purge", "--db", db, "--all", "--reason", "crashed"]).status == 2, "one kind of selection at a time")
+        let stats = try store.stats(now: now)
+        #expect(stats.count(.dead) == 0 && stats.count(.pending) == 3)
+
+        // `show` finds rows in any state.
+        let pending = try forwarder(["show", "--db", db, "d1"])
+        #expect(pending.status == 0)
+        let shown = try JSONParser.parse(pending.stdout.trimmingWhitespace())
+        #expect(shown["state"] == .string("pending") && shown["attempts"] == .number("0") && shown.value(at: ["payload", "event_name"]) == .string("sign_up"))
+        #expect(try forwarder(["show", "--db", db, "missing"]).status == 1)
+    }
+
     @Test("a database with a newer schema is refused with a clear message")
     func newerSchemaRefusedByCLI() throws {
         #expect(try forwarder(["migrate", "--db", db]).status == 0)
