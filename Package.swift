@@ -20,7 +20,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -41,7 +40,6 @@ let package = Package(
             "ForwarderCore", "ForwarderStore", "ForwarderTransport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
-            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -56,7 +54,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ForwarderCoreTests", dependencies: ["ForwarderCore", "TestSupport"], exclude: ["Golden"]),
         .testTarget(name: "ForwarderStoreTests", dependencies: ["ForwarderCore", "ForwarderStore", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ForwarderCore", "ForwarderStore", "ForwarderTransport", "ForwarderSandbox", "TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ForwarderDaemonTests", dependencies: ["ForwarderCore", "ForwarderDaemon", "TestSupport", .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams")]),
     ]
 )

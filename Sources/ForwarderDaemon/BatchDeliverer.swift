@@ -46,6 +46,7 @@ public final class BatchDeliverer {
     /// Whether this deliverer's claims take suspect rows (see ``OutboxStore/claim``): one
     /// worker per daemon does, so that suspects are processed one at a time.
     public var takesSuspects = true
+    private var noteBudget = LogBudget()
 
     public init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
                 owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
@@ -110,6 +111,7 @@ public final class BatchDeliverer {
             switch outcome {
             case .skipped(let reason):
                 settlements.append(.skipped(id: row.id, reason: reason))
+                note("event skipped", now: now, ["event_id": "\(row.eventID)", "reason": "\(reason)"])
             case .rejected(let reason):
                 settlements.append(.dead(id: row.id, AttemptRecord(error: "rejected by the transform: \(reason)")))
                 logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
@@ -125,7 +127,8 @@ public final class BatchDeliverer {
                     items.append((row, start..<body.bytes.count))
                 }
                 if !warnings.isEmpty {
-                    logger.debug("optional fields dropped", metadata: ["event_id": "\(row.eventID)", "fields": "\(warnings.joined(separator: "; "))"])
+                    metrics.droppedFields(warnings)
+                    note("optional fields dropped", now: now, ["event_id": "\(row.eventID)", "fields": "\(warnings.joined(separator: "; "))"])
                 }
             }
         }
@@ -294,6 +297,14 @@ public final class BatchDeliverer {
         if changed < settlements.count {
             logger.warning("lease lost before settling; another daemon took these rows over", metadata: ["rows": "\(settlements.count - changed)"])
         }
+    }
+
+    /// An info line for a routine-but-notable event, at most 20 a minute per worker; the
+    /// count of those held back is said when the next minute opens.
+    private func note(_ message: Logger.Message, now: UnixMillis, _ metadata: Logger.Metadata) {
+        let (log, heldBack) = noteBudget.take(now: now)
+        if heldBack > 0 { logger.info("more skipped events and dropped fields were not logged", metadata: ["lines": "\(heldBack)"]) }
+        if log { logger.info(message, metadata: metadata) }
     }
 
     /// Why a claimed row is dead-lettered before it is transformed, if it is: an `event_id`

@@ -49,13 +49,13 @@ public final class Daemon {
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
         let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis)
+        let metrics = DaemonMetrics()
         var metricsServer: MetricsServer?
         if let listen = configuration.metricsListen {
-            metricsServer = try MetricsServer(host: listen.host, port: listen.port)  // bootstraps swift-metrics
+            metricsServer = try MetricsServer(host: listen.host, port: listen.port, registry: metrics.registry)
             logger.notice("serving metrics", metadata: ["url": "http://\(listen.host):\(metricsServer!.port)/metrics"])
         }
         defer { metricsServer?.close() }
-        let metrics = DaemonMetrics()  // after the bootstrap: its instruments bind to the backend at creation
         let workers = Workers(count: settings.maxInFlight, now: startedAt)
         let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
         logger.notice("started", metadata: [

@@ -1,46 +1,78 @@
 import ForwarderCore
 import Foundation
-import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
 import Synchronization
 
-/// The daemon's metrics, through swift-metrics (a no-op until a backend is bootstrapped;
-/// `run --metrics-listen` bootstraps Prometheus). Every name starts `tiktok_forwarder_`.
+/// The daemon's metrics, on a Prometheus registry (served by `run --metrics-listen`; without
+/// it they are only counted in memory). Every name starts `tiktok_forwarder_`, carries its unit
+/// (`_seconds`, `_total`, …) and a `# HELP` line, and every label takes a bounded set of values
+/// (codes, never free text).
 ///
 /// | metric | type | labels |
 /// |---|---|---|
+/// | `build_info` | gauge, 1 | `version` |
 /// | `rows` | gauge | `state` = pending, inflight, dead |
 /// | `oldest_pending_age_seconds` | gauge | |
-/// | `events_total` | counter | `outcome` = delivered, skipped, dead; `reason` for dead: transform, rejected, gave_up, too_old, ambiguous |
+/// | `events_total` | counter | `outcome` = delivered, skipped, dead; `reason` for dead: a `DeadReason` code |
+/// | `dropped_fields_total` | counter | `field`: the TikTok field an invalid optional value was dropped from |
 /// | `requests_total` | counter | `outcome` (delivered, retry, rate_limited, invalid_event, configuration_error, unknown), `code` (TikTok's, or `none`) |
 /// | `request_duration_seconds` | histogram | |
 /// | `batch_events` | histogram | |
 /// | `requests_in_flight`, `in_flight_limit` | gauge | |
-/// | `paused` | gauge (0/1) | `reason` (empty when running) |
+/// | `paused` | gauge (0/1) | `reason` = access_token, permission, tls, endpoint, other (all 0 while delivering) |
 public final class DaemonMetrics: Sendable {
-    private let counters = Mutex<[String: Metrics.Counter]>([:])
-    private let requestDuration = Metrics.Timer(label: "tiktok_forwarder_request_duration_seconds", preferredDisplayUnit: .seconds)
-    private let batchEvents = Metrics.Recorder(label: "tiktok_forwarder_batch_events", aggregate: true)
-    private let inFlight = Metrics.Gauge(label: "tiktok_forwarder_requests_in_flight")
-    private let limit = Metrics.Gauge(label: "tiktok_forwarder_in_flight_limit")
-    private let oldestAge = Metrics.Gauge(label: "tiktok_forwarder_oldest_pending_age_seconds")
-    private let rows: [String: Metrics.Gauge] = Dictionary(uniqueKeysWithValues: ["pending", "inflight", "dead"].map {
-        ($0, Metrics.Gauge(label: "tiktok_forwarder_rows", dimensions: [("state", $0)]))
-    })
-    private let pausedReason = Mutex<String?>(nil)
+    public let registry: PrometheusCollectorRegistry
+    private let counters = Mutex<[String: Prometheus.Counter]>([:])
+    private let requestDuration: DurationHistogram
+    private let batchEvents: ValueHistogram
+    private let inFlight: Prometheus.Gauge
+    private let limit: Prometheus.Gauge
+    private let oldestAge: Prometheus.Gauge
+    private let rows: [String: Prometheus.Gauge]
+    private let paused: [PauseReason: Prometheus.Gauge]
 
-    public init() {
-        Metrics.Gauge(label: "tiktok_forwarder_paused", dimensions: [("reason", "")]).record(0)
+    static let help: [String: String] = [
+        "tiktok_forwarder_build_info": "Always 1; the version label says which build is running.",
+        "tiktok_forwarder_rows": "Outbox rows per state (finished rows, which can be millions, are not counted here).",
+        "tiktok_forwarder_oldest_pending_age_seconds": "Age of the oldest row not yet delivered, skipped or dead: the number to alert on.",
+        "tiktok_forwarder_events_total": "Events settled by this process, by outcome, and for dead ones by reason code.",
+        "tiktok_forwarder_dropped_fields_total": "Optional fields dropped for an invalid value (the event was still sent), by TikTok field.",
+        "tiktok_forwarder_requests_total": "Requests to the Events API by outcome and TikTok code.",
+        "tiktok_forwarder_request_duration_seconds": "Events API request latency.",
+        "tiktok_forwarder_batch_events": "Events per request.",
+        "tiktok_forwarder_requests_in_flight": "Requests in flight now.",
+        "tiktok_forwarder_in_flight_limit": "The adaptive limit on requests in flight (halves on rate limiting).",
+        "tiktok_forwarder_paused": "1 while delivery is paused on a configuration error, by reason code; all 0 while delivering.",
+    ]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        func gauge(_ name: String, _ labels: [(String, String)] = []) -> Prometheus.Gauge {
+            registry.makeGauge(name: name, labels: labels, help: Self.help[name]!)
+        }
+        gauge("tiktok_forwarder_build_info", [("version", ForwarderVersion.string)]).set(Int64(1))
+        requestDuration = registry.makeDurationHistogram(
+            name: "tiktok_forwarder_request_duration_seconds", labels: [],
+            buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                      .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30)],
+            help: Self.help["tiktok_forwarder_request_duration_seconds"]!)
+        batchEvents = registry.makeValueHistogram(name: "tiktok_forwarder_batch_events", labels: [], buckets: [1, 10, 50, 100, 250, 500, 750, 1000],
+                                                  help: Self.help["tiktok_forwarder_batch_events"]!)
+        inFlight = gauge("tiktok_forwarder_requests_in_flight")
+        limit = gauge("tiktok_forwarder_in_flight_limit")
+        oldestAge = gauge("tiktok_forwarder_oldest_pending_age_seconds")
+        rows = Dictionary(uniqueKeysWithValues: ["pending", "inflight", "dead"].map { ($0, gauge("tiktok_forwarder_rows", [("state", $0)])) })
+        paused = Dictionary(uniqueKeysWithValues: PauseReason.allCases.map { ($0, gauge("tiktok_forwarder_paused", [("reason", $0.rawValue)])) })
     }
 
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Metrics.Counter {
-        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+    private func counter(_ name: String, _ labels: [(String, String)]) -> Prometheus.Counter {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
         return counters.withLock { cache in
             if let counter = cache[key] { return counter }
-            let counter = Metrics.Counter(label: label, dimensions: dimensions)
+            let counter = registry.makeCounter(name: name, labels: labels, help: Self.help[name]!)
             cache[key] = counter
             return counter
         }
@@ -49,12 +81,23 @@ public final class DaemonMetrics: Sendable {
     func request(outcome: String, code: Int?, events: Int, nanoseconds: Int64) {
         counter("tiktok_forwarder_requests_total", [("outcome", outcome), ("code", code.map(String.init) ?? "none")]).increment()
         requestDuration.recordNanoseconds(nanoseconds)
-        batchEvents.record(events)
+        batchEvents.record(Double(events))
     }
 
     func events(_ outcome: String, reason: String? = nil, count: Int) {
         guard count > 0 else { return }
-        counter("tiktok_forwarder_events_total", [("outcome", outcome)] + (reason.map { [("reason", $0)] } ?? [])).increment(by: count)
+        counter("tiktok_forwarder_events_total", [("outcome", outcome)] + (reason.map { [("reason", $0)] } ?? [])).increment(by: Int64(count))
+    }
+
+    /// One count per dropped field, from the transform's warnings (`field: why`).
+    func droppedFields(_ warnings: [String]) {
+        for warning in warnings {
+            guard let colon = warning.firstIndex(of: ":") else { continue }
+            let field = warning[..<colon]
+            // Field paths only (the transform's own names): the label set stays bounded.
+            guard !field.isEmpty, field.count <= 48, field.allSatisfy({ $0.isLetter || $0 == "." || $0 == "_" }) else { continue }
+            counter("tiktok_forwarder_dropped_fields_total", [("field", String(field))]).increment()
+        }
     }
 
     /// Reason label of a dead row, from its stored error.
@@ -63,24 +106,33 @@ public final class DaemonMetrics: Sendable {
     private let requestsInFlight = Mutex(0)
 
     /// Around each HTTP request (not around claims or idle turns).
-    func requestStarted() { inFlight.record(requestsInFlight.withLock { $0 += 1; return $0 }) }
-    func requestFinished() { inFlight.record(requestsInFlight.withLock { $0 -= 1; return $0 }) }
+    func requestStarted() { inFlight.set(Int64(requestsInFlight.withLock { $0 += 1; return $0 })) }
+    func requestFinished() { inFlight.set(Int64(requestsInFlight.withLock { $0 -= 1; return $0 })) }
 
-    func update(limit currentLimit: Int, paused: String?) {
-        limit.record(currentLimit)
-        pausedReason.withLock { previous in
-            guard previous != paused else { return }
-            Metrics.Gauge(label: "tiktok_forwarder_paused", dimensions: [("reason", previous ?? "")]).record(0)
-            Metrics.Gauge(label: "tiktok_forwarder_paused", dimensions: [("reason", paused ?? "")]).record(paused == nil ? 0 : 1)
-            previous = paused
-        }
+    func update(limit currentLimit: Int, paused reason: String?) {
+        limit.set(Int64(currentLimit))
+        let code = reason.map(PauseReason.of)
+        for (key, gauge) in paused { gauge.set(Int64(key == code ? 1 : 0)) }
     }
 
     func update(backlog: Backlog, now: UnixMillis) {
-        rows["pending"]?.record(backlog.pending)
-        rows["inflight"]?.record(backlog.inflight)
-        rows["dead"]?.record(backlog.dead)
-        oldestAge.record(backlog.oldestCreatedAt.map { Double(max(0, now.subtracting(saturating: $0))) / 1000 } ?? 0)
+        rows["pending"]?.set(Int64(backlog.pending))
+        rows["inflight"]?.set(Int64(backlog.inflight))
+        rows["dead"]?.set(Int64(backlog.dead))
+        oldestAge.set(backlog.oldestCreatedAt.map { Double(max(0, now.subtracting(saturating: $0))) / 1000 } ?? 0)
+    }
+}
+
+/// Why delivery is paused, as a label value (the reason text itself is in `status` and the log).
+enum PauseReason: String, CaseIterable, Sendable {
+    case accessToken = "access_token", permission, tls, endpoint, other
+
+    static func of(_ reason: String) -> PauseReason {
+        if reason.contains("(40105") || reason.contains("HTTP 401") { return .accessToken }
+        if reason.contains("(40001") || reason.contains("HTTP 403") { return .permission }
+        if reason.hasPrefix("TLS verification") { return .tls }
+        if reason.hasPrefix("the endpoint answered") { return .endpoint }
+        return .other
     }
 }
 
@@ -90,14 +142,8 @@ public final class MetricsServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: Channel
 
-    /// Bootstraps swift-metrics with Prometheus and listens on `host:port`.
-    public init(host: String, port: Int) throws {
-        let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-                                                   .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30)]
-        factory.defaultValueHistogramBuckets = [1, 10, 50, 100, 250, 500, 750, 1000]
-        MetricsSystem.bootstrap(factory)
+    /// Serves `registry` at `http://host:port/metrics`.
+    public init(host: String, port: Int, registry: PrometheusCollectorRegistry) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -3,6 +3,7 @@ import ForwarderStore
 import Foundation
 import Testing
 import TestSupport
+import Yams
 
 /// A temporary outbox, a real sandbox process and the real daemon binary, over loopback.
 final class Rig: @unchecked Sendable {
@@ -323,7 +324,14 @@ struct DaemonTests {
         #expect(values[#"tiktok_forwarder_events_total{outcome="dead",reason="transform"}"#] == 1)
         #expect(values[#"tiktok_forwarder_requests_total{outcome="delivered",code="0"}"#] ?? 0 >= 15)
         #expect(values["tiktok_forwarder_request_duration_seconds_count"] ?? 0 >= 15)
-        #expect(values[#"tiktok_forwarder_paused{reason=""}"#] == 0)
+        for reason in ["access_token", "permission", "tls", "endpoint", "other"] {
+            #expect(values[#"tiktok_forwarder_paused{reason="\#(reason)"}"#] == 0, "bounded reason codes, all 0 while delivering")
+        }
+        #expect(values[#"tiktok_forwarder_build_info{version="\#(ForwarderVersion.string)"}"#] == 1)
+        let text = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout
+        for family in Set(text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }) {
+            #expect(text.contains("# HELP \(family) "), "\(family) has HELP text")
+        }
         #expect(values["tiktok_forwarder_in_flight_limit"] == 2)
         #expect(values["tiktok_forwarder_requests_in_flight"] == 0)
         daemon.signal(SIGTERM)
@@ -387,5 +395,99 @@ final class NotifyListener: @unchecked Sendable {
             lock.lock(); defer { lock.unlock() }
             return messages.contains { $0.split(separator: "\n").contains(Substring(line)) }
         }
+    }
+}
+
+/// The README's alert rules, evaluated on real scrapes of a real daemon (the small subset of
+/// PromQL they use: a comparison of a selector, `max by`, `sum by (increase(…[w]))` between
+/// two scrapes; `up` is Prometheus's own and not evaluated).
+@Suite("README alerts on real scrapes", .serialized)
+struct ReadmeAlertsFireTests {
+    typealias Sample = (name: String, labels: [String: String], value: Double)
+
+    static func parse(_ text: String) -> [Sample] {
+        text.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+            let series = line[..<space]
+            guard let brace = series.firstIndex(of: "{") else { return (String(series), [:], value) }
+            var labels: [String: String] = [:]
+            for pair in series[series.index(after: brace)..<series.index(before: series.endIndex)].split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { labels[String(kv[0])] = String(kv[1].dropFirst().dropLast()) }
+            }
+            return (String(series[..<brace]), labels, value)
+        }
+    }
+
+    /// The label sets for which `expr` fires, given the scrape now and one from `window` ago.
+    static func fires(_ expr: String, now: [Sample], before: [Sample]) throws -> [[String: String]]? {
+        func select(_ selector: Substring, in samples: [Sample]) -> [Sample] {
+            let name = selector.prefix { $0 != "{" }
+            let wanted = parse("\(selector) 0").first?.labels ?? [:]
+            return samples.filter { sample in sample.name == name && wanted.allSatisfy { sample.labels[$0.key] == $0.value } }
+        }
+        func compare(_ value: Double, _ op: Substring, _ threshold: Double) -> Bool {
+            switch op { case ">": value > threshold; case "==": value == threshold; case "<": value < threshold; default: false }
+        }
+        if let m = expr.wholeMatch(of: /(tiktok_forwarder_[a-z_]+(?:\{[^}]*\})?) (>|==|<) ([0-9.]+)/) {
+            return select(m.1, in: now).filter { compare($0.value, m.2, Double(m.3)!) }.map(\.labels)
+        }
+        if let m = expr.wholeMatch(of: /max by \((\w+)\) \((tiktok_forwarder_[a-z_]+)\) (>|==|<) ([0-9.]+)/) {
+            let groups = Dictionary(grouping: select(m.2, in: now)) { $0.labels[String(m.1)] ?? "" }
+            return groups.filter { compare($0.value.map(\.value).max()!, m.3, Double(m.4)!) }.map { [String(m.1): $0.key] }
+        }
+        if let m = expr.wholeMatch(of: /sum by \((\w+)\) \(increase\((tiktok_forwarder_[a-z_]+(?:\{[^}]*\})?)\[\w+\]\)\) (>|==|<) ([0-9.]+)/) {
+            let earlier = select(m.2, in: before)
+            let increases = select(m.2, in: now).map { sample in
+                (sample.labels[String(m.1)] ?? "", sample.value - (earlier.first { $0.labels == sample.labels }?.value ?? 0))
+            }
+            let sums = Dictionary(increases, uniquingKeysWith: +)
+            return sums.filter { compare($0.value, m.3, Double(m.4)!) }.map { [String(m.1): $0.key] }
+        }
+        return nil  // not evaluated here (`up`)
+    }
+
+    @Test("each alert fires when its condition is real, with the label its summary names, and stops when it clears")
+    func alertsFire() throws {
+        let rules = try #require(try Yams.load(yaml: try Readme.snippet("alerts-yaml")) as? [String: Any])
+        let alerts = try #require((rules["groups"] as? [[String: Any]])?.first?["rules"] as? [[String: Any]])
+        let expr = Dictionary(uniqueKeysWithValues: alerts.map { ($0["alert"] as! String, $0["expr"] as! String) })
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(50))
+        let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0"])
+        var url = ""
+        #expect(waitUntil(timeout: 10) {
+            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
+            url = String(line.split(separator: "url=").last ?? "")
+            return true
+        })
+        func scrape() throws -> [Sample] { Self.parse(try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout) }
+        #expect(try rig.waitDrained(timeout: 30))
+
+        // Dead letters: 15 in a row fire the dead-letter alert, by reason.
+        let baseline = try scrape()
+        try rig.enqueue((0..<15).map { NewEvent(eventID: "junk-\($0)", payload: "not json") })
+        #expect(try waitUntil(timeout: 20) { try rig.stats().count(.dead) == 15 })
+        #expect(try waitUntil(timeout: 10) { try Self.fires(expr["TikTokForwarderDeadLetters"]!, now: scrape(), before: baseline) == [["reason": "transform"]] })
+        #expect(try Self.fires(expr["TikTokForwarderPaused"]!, now: scrape(), before: baseline)?.isEmpty == true)
+
+        // A revoked token: paused (by reason), and a backlog that ages.
+        #expect(try ChildProcess.run("/usr/bin/curl", ["-s", "-X", "PUT", "--data", "revoked", "http://127.0.0.1:\(rig.port)/_sandbox/access-token"], in: rig.directory).status == 0)
+        try rig.enqueue(Rig.events(5, prefix: "late-"))
+        try SQLiteConnection(path: rig.db).execute("UPDATE outbox SET created_at = created_at - 3600000 WHERE event_id = 'late-0'")
+        #expect(try waitUntil(timeout: 20) { try Self.fires(expr["TikTokForwarderPaused"]!, now: scrape(), before: baseline) == [["reason": "access_token"]] })
+        #expect(try waitUntil(timeout: 20) { try Self.fires(expr["TikTokForwarderBacklogOld"]!, now: scrape(), before: baseline)?.count == 1 })
+
+        // Fixed: the pause alert clears (every paused series back to 0) and the backlog drains.
+        #expect(try ChildProcess.run("/usr/bin/curl", ["-s", "-X", "PUT", "--data", rig.token, "http://127.0.0.1:\(rig.port)/_sandbox/access-token"], in: rig.directory).status == 0)
+        #expect(try rig.waitDrained(timeout: 30))
+        #expect(try waitUntil(timeout: 15) {
+            let now = try scrape()
+            return try Self.fires(expr["TikTokForwarderPaused"]!, now: now, before: baseline)?.isEmpty == true
+                && Self.fires(expr["TikTokForwarderBacklogOld"]!, now: now, before: baseline)?.isEmpty == true
+        })
+        #expect(try Self.fires(expr["TikTokForwarderDown"]!, now: scrape(), before: baseline) == nil, "up is Prometheus's own series")
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
     }
 }

@@ -333,4 +333,32 @@ struct OperatorToolTests {
         let left = try ChildProcess.run("/usr/bin/sqlite3", [rig.db, "SELECT count(*) FROM sent_events; SELECT count(*) FROM outbox;"], in: rig.directory)
         #expect(left.stdout == "0\n0\n", "\(left.stdout)")
     }
+
+    @Test("a skipped event is named in the log at info; dropped optional fields are logged and counted per field; a flood is capped")
+    func skippedAndDroppedAreVisible() throws {
+        let rig = try Rig()
+        var events = (0..<3).map { NewEvent(eventID: "unmapped-\($0)", payload: #"{"event_name":"login","url":"https://s.example/"}"#) }
+        events += (0..<2).map { NewEvent(eventID: "badcur-\($0)", payload: #"{"event_name":"purchase","url":"https://s.example/","currency":"DOGE","value":"1,5"}"#) }
+        events += (0..<40).map { NewEvent(eventID: "flood-\($0)", payload: #"{"event_name":"login","url":"https://s.example/"}"#) }
+        try rig.enqueue(events)
+        let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0", "--max-batch-events", "5", "--max-in-flight", "1"])
+        var url = ""
+        #expect(waitUntil(timeout: 10) {
+            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
+            url = String(line.split(separator: "url=").last ?? "")
+            return true
+        })
+        #expect(try rig.waitDrained(timeout: 30))
+        let metrics = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout
+        #expect(metrics.contains(#"tiktok_forwarder_dropped_fields_total{field="properties.currency"} 2"#), "\(metrics)")
+        #expect(metrics.contains(#"tiktok_forwarder_dropped_fields_total{field="properties.value"} 2"#))
+        #expect(metrics.contains(#"tiktok_forwarder_events_total{outcome="skipped"} 43"#))
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+        let log = daemon.stderr
+        #expect(log.contains("INFO event skipped") && log.contains("event_id=unmapped-0") && log.contains("reason="))
+        #expect(log.contains("INFO optional fields dropped") && log.contains("event_id=badcur-0"))
+        let lines = log.split(separator: "\n").filter { $0.contains("INFO event skipped") || $0.contains("INFO optional fields dropped") }
+        #expect(lines.count == 20, "45 notable events, at most 20 lines a minute from the one worker: \(lines.count)")
+    }
 }
