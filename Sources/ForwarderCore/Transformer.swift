@@ -168,6 +168,21 @@ public final class Transformer {
         }
     }
 
+    /// Which source path (or configured constant) supplies each TikTok field for `source`,
+    /// by the same first-present rule the transform uses: what `transform` shows a marketer
+    /// checking an event against the pixel. Fields no path supplies are left out.
+    public func decisions(for source: JSON) -> [(field: String, source: String)] {
+        TargetField.allCases.compactMap { field in
+            switch sources[field]! {
+            case .constant(let value):
+                return Normalise.isPresent(value) ? (field.rawValue, "constant (transform.set)") : nil
+            case .paths(let paths):
+                guard let path = paths.first(where: { source.value(at: $0).map(Normalise.isPresent) ?? false }) else { return nil }
+                return (field.rawValue, path.joined(separator: "."))
+            }
+        }
+    }
+
     private func resolveText(_ field: TargetField, in source: JSON) -> String? {
         resolve(field, in: source).flatMap(Normalise.text)
     }

@@ -5,13 +5,18 @@ import Foundation
 
 struct Transform: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Dry run: show what each source event would become, without sending anything.",
+        abstract: "Dry run: show what each event would become, and the request TikTok would get, without sending anything.",
         discussion: """
-            Reads NDJSON source events (a file, or standard input) and writes one NDJSON result \
-            per input line:
-              {"line": N, "outcome": "event"|"skipped"|"rejected", "event": {…}, "reason": "…", "warnings": […]}
-            `event` appears only for outcome "event", `reason` only for the others. The event id \
-            is the line's top-level event_id, else context.event_id; the insert time is now.
+            Reads NDJSON (a file, or standard input), one event per line, in either form:
+              the row as producers write it:  {"event_id": "ord-1", "payload": {…} or "…JSON text…"}
+              a bare source event:            {"event_name": "purchase", …}  (its id: --event-id, else event_id, else context.event_id)
+            and writes one NDJSON result per line:
+              {"line": N, "event_id": "…", "outcome": "event"|"skipped"|"rejected", "event": {…}, "request": {…},
+               "sources": {"user.email": "user.email", …}, "reason": "…", "warnings": […]}
+            `request` is the body the daemon would POST for this event alone (pixel code from the \
+            configuration, else PIXEL_CODE); `sources` says which source path filled each field \
+            (the mapping decisions); `event`, `request` and `sources` appear only for outcome \
+            "event", `reason` only for the others. The insert time is now.
 
             Exit status: 0 when every line was processed (skips and rejects included), 2 on bad usage.
             """
@@ -22,6 +27,9 @@ struct Transform: ParsableCommand {
 
     @Option(help: ArgumentHelp("YAML configuration file of the daemon (default: $TIKTOK_FORWARDER_CONFIG): its transform settings apply.", valueName: "file"))
     var config: String?
+
+    @Option(help: ArgumentHelp("The event id for bare source events (the producer's event_id column), when the payload has none.", valueName: "id"))
+    var eventID: String?
 
     @OptionGroup(title: "Transform settings") var transformOptions: TransformOptions
 
@@ -34,29 +42,28 @@ struct Transform: ParsableCommand {
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
+        let pixelCode = layers.scalar("pixel_code")?.0 ?? "PIXEL_CODE"
+        let testEventCode = layers.scalar("test_event_code")?.0
         let transformer = Transformer(settings: settings)
         let data = try readInput(file)
         let now = currentMillis()
         var out = JSONWriter(capacity: 1 << 16)
         for (number, bytes) in NDJSONLine.lines(data) {
             out.raw("{\"line\":"); out.integer(Int64(number))
-            let outcome: TransformOutcome
-            switch Result(catching: { () throws(JSONParseError) -> JSON in try JSONParser.parse(Array(bytes)) }) {
-            case .failure(let error):
-                outcome = .rejected(reason: "payload is not JSON (\(error.description))")
-            case .success(let source):
-                if let eventID = NDJSONLine.eventID(of: source) {
-                    outcome = transformer.transform(source: source, eventID: eventID, insertedAtMillis: now, nowMillis: now)
-                } else if case .object = source {
-                    outcome = .rejected(reason: "no event id (neither event_id nor context.event_id)")
-                } else {
-                    outcome = .rejected(reason: "payload is not a JSON object")
-                }
-            }
+            let (outcome, id, source) = Self.transform(Array(bytes), eventID: eventID, transformer: transformer, now: now)
+            if let id { out.raw(",\"event_id\":"); out.string(id) }
             switch outcome {
             case .event(let event, let warnings):
                 out.raw(",\"outcome\":\"event\",\"event\":")
-                event.encode(into: &out)
+                var single = JSONWriter(capacity: 1024)
+                event.encode(into: &single)
+                out.raw(single.bytes)
+                out.raw(",\"request\":")
+                out.raw(TrackRequest.body(pixelCode: pixelCode, testEventCode: testEventCode, events: [single.bytes]))
+                out.raw(",\"sources\":")
+                var sources = JSONObject()
+                for decision in transformer.decisions(for: source ?? .null) { sources.append(decision.field, .string(decision.source)) }
+                out.value(.object(sources))
                 out.raw(",\"warnings\":")
                 out.value(.array(warnings.map(JSON.string)))
             case .skipped(let reason):
@@ -73,5 +80,35 @@ struct Transform: ParsableCommand {
             }
         }
         FileHandle.standardOutput.write(Data(out.bytes))
+    }
+
+    /// One input line: a producer row (`event_id` + `payload`) or a bare source event.
+    static func transform(_ bytes: [UInt8], eventID flag: String?, transformer: Transformer, now: UnixMillis)
+        -> (outcome: TransformOutcome, eventID: String?, source: JSON?) {
+        let line: JSON
+        do {
+            line = try JSONParser.parse(bytes)
+        } catch {
+            return (.rejected(reason: "payload is not JSON (\(error.description))"), flag, nil)
+        }
+        var source = line
+        var id = flag
+        // The row as producers write it: the payload is the event, the column its id.
+        if case .object(let members) = line, let payload = line["payload"], members.keys.count <= 3,
+           members.keys.allSatisfy({ ["event_id", "payload", "destination"].contains($0) }) {
+            id = line["event_id"].flatMap(Normalise.text) ?? flag
+            switch payload {
+            case .string(let text):
+                guard let parsed = try? JSONParser.parse(text) else { return (.rejected(reason: "payload is not JSON"), id, nil) }
+                source = parsed
+            default:
+                source = payload
+            }
+        }
+        guard case .object = source else { return (.rejected(reason: "payload is not a JSON object"), id, source) }
+        guard let eventID = id ?? NDJSONLine.eventID(of: source) else {
+            return (.rejected(reason: "no event id: pass --event-id, or give {\"event_id\":…, \"payload\":…} lines"), nil, source)
+        }
+        return (transformer.transform(source: source, eventID: eventID, insertedAtMillis: now, nowMillis: now), eventID, source)
     }
 }

@@ -203,4 +203,33 @@ struct TransformCLITests {
         let mapped = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
         #expect(mapped.stdout.split(separator: "\n")[1].contains(#""outcome":"event""#))
     }
+
+    @Test("rows as producers write them, and bare payloads with --event-id: the request TikTok would get and which source filled each field")
+    func producerRows() throws {
+        let directory = TemporaryDirectory()
+        let payload = #"{"event_name":"purchase","id":"1002","value":19.99,"currency":"EUR","user":{"email":"joe@example.com","phone":"+33612345678"},"url":"https://shop.example/checkout?ttclid=E.C.P.abc"}"#
+        let input = #"{"event_id":"ord-1002-purchase","payload":\#(payload)}"# + "\n"
+            + #"{"event_id":"ord-1003","payload":"{\"event_name\":\"sign_up\",\"url\":\"https://s.example/\"}"}"# + "\n"
+        let config = directory.path + "/c.yaml"
+        try "pixel_code: CPIXEL123\ntest_event_code: TEST42\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONParser.parse(String($0)) }
+        #expect(lines.count == 2 && lines.allSatisfy { $0["outcome"] == .string("event") })
+        #expect(lines[0]["event_id"] == .string("ord-1002-purchase") && lines[1]["event_id"] == .string("ord-1003"))
+        let request = try #require(lines[0]["request"])
+        #expect(request["event_source"] == .string("web") && request["event_source_id"] == .string("CPIXEL123") && request["test_event_code"] == .string("TEST42"))
+        #expect(request["data"]?.value(at: ["0", "event_id"]) == .string("ord-1002-purchase"))
+        #expect(TrackRequestValidator.firstProblem(in: request) == nil, "a request the sandbox (TikTok's rules) accepts")
+        let sources = try #require(lines[0]["sources"])
+        #expect(sources["user.email"] == .string("user.email") && sources["page.url"] == .string("url") && sources["properties.value"] == .string("value"))
+        #expect(sources["event_time"] == nil, "no time in the payload: the insert time is used")
+        #expect(!result.stdout.contains("joe@example.com") && !result.stdout.contains("+33612345678"))
+
+        // The README's bare payload, with the id the producer would put in the column.
+        let bare = try ChildProcess.run(Repository.binary, ["transform", "--event-id", "ord-1001-purchase"], stdin: Data((payload + "\n").utf8), in: directory)
+        let line = try JSONParser.parse(bare.stdout.trimmingWhitespace())
+        #expect(line["event_id"] == .string("ord-1001-purchase") && line["event"]?["event_id"] == .string("ord-1001-purchase"))
+        #expect(line["request"]?["event_source_id"] == .string("PIXEL_CODE"))
+    }
 }
