@@ -61,6 +61,16 @@ final class Rig: @unchecked Sendable {
 
     func stats() throws -> OutboxStats { try store.stats(now: Int64(Date().timeIntervalSince1970 * 1000)) }
 
+    /// The URL a daemon started with `--metrics-listen` logs it serves, once it does.
+    static func metricsURL(of daemon: ChildProcess, timeout: Double) -> String? {
+        var url: String?
+        _ = waitUntil(timeout: timeout) {
+            url = daemon.stderr.split(separator: "\n").first { $0.contains("serving metrics") }.map { String($0.split(separator: "url=").last ?? "") }
+            return url != nil
+        }
+        return url
+    }
+
     /// How many times the sandbox recorded each event_id.
     func recorded() throws -> [String: Int] {
         guard FileManager.default.fileExists(atPath: record) else { return [:] }
@@ -298,12 +308,7 @@ struct DaemonTests {
         let rig = try Rig(sandbox: ["--delay-ms", "100"])
         try rig.enqueue(Rig.events(3_000) + [NewEvent(eventID: "junk", payload: "nope")])
         let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0", "--max-batch-events", "200", "--max-in-flight", "2"])
-        var url = ""
-        #expect(waitUntil(timeout: 10) {
-            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
-            url = String(line.split(separator: "url=").last ?? "")
-            return true
-        })
+        let url = try #require(Rig.metricsURL(of: daemon, timeout: 10), "\(daemon.stderr)")
         func scrape() throws -> [String: Double] {
             let result = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory)
             var values: [String: Double] = [:]
@@ -455,12 +460,7 @@ struct ReadmeAlertsFireTests {
         let rig = try Rig()
         try rig.enqueue(Rig.events(50))
         let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0"])
-        var url = ""
-        #expect(waitUntil(timeout: 10) {
-            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
-            url = String(line.split(separator: "url=").last ?? "")
-            return true
-        })
+        let url = try #require(Rig.metricsURL(of: daemon, timeout: 10), "\(daemon.stderr)")
         func scrape() throws -> [Sample] { Self.parse(try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout) }
         #expect(try rig.waitDrained(timeout: 30))
 

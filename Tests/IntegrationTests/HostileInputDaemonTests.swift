@@ -342,12 +342,7 @@ struct OperatorToolTests {
         events += (0..<40).map { NewEvent(eventID: "flood-\($0)", payload: #"{"event_name":"login","url":"https://s.example/"}"#) }
         try rig.enqueue(events)
         let daemon = try rig.daemon(["--metrics-listen", "127.0.0.1:0", "--max-batch-events", "5", "--max-in-flight", "1"])
-        var url = ""
-        #expect(waitUntil(timeout: 10) {
-            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
-            url = String(line.split(separator: "url=").last ?? "")
-            return true
-        })
+        let url = try #require(Rig.metricsURL(of: daemon, timeout: 10), "\(daemon.stderr)")
         #expect(try rig.waitDrained(timeout: 30))
         let metrics = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout
         #expect(metrics.contains(#"tiktok_forwarder_dropped_fields_total{field="properties.currency"} 2"#), "\(metrics)")

@@ -28,12 +28,7 @@ struct PermissionsTests {
             umask 0007; exec \(bin) run --db \(db) --endpoint http://127.0.0.1:\(rig.port) --pixel-code PIXEL42 \
             --access-token-file \(rig.tokenFile) --linger 10ms --metrics-listen 127.0.0.1:0 --log-level info
             """), in: rig.directory, name: "daemon")
-        var url = ""
-        #expect(waitUntil(timeout: 15) {
-            guard let line = daemon.stderr.split(separator: "\n").first(where: { $0.contains("serving metrics") }) else { return false }
-            url = String(line.split(separator: "url=").last ?? "")
-            return true
-        }, "\(daemon.stderr)")
+        let url = try #require(Rig.metricsURL(of: daemon, timeout: 15), "\(daemon.stderr)")
         var info = stat()
         #expect(stat(db, &info) == 0 && info.st_mode & 0o777 == 0o660 && info.st_gid == gid_t(Self.group), "the daemon created the outbox 0660 in the group")
 
