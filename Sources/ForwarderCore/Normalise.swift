@@ -6,10 +6,12 @@ public enum Normalise {
         case .null: return false
         case .string(let s):
             // Without allocating: any byte that is not ASCII white space; non-ASCII bytes
-            // (which may be Unicode white space) take the full check.
+            // (which may be Unicode white space) take the full check. The same white space as
+            // trimmingWhitespace() (tab, LF, VT, FF, CR, space, Unicode's): a value that trims
+            // to nothing is absent, so it never hides the next path.
             for byte in s.utf8 {
                 if byte >= 0x80 { return !s.trimmingWhitespace().isEmpty }
-                if byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D { return true }
+                if byte != 0x20, !(0x09...0x0D).contains(byte) { return true }
             }
             return false
         case .array(let a): return !a.isEmpty
@@ -87,18 +89,29 @@ public enum Normalise {
         var digits: [UInt8] = []
         digits.reserveCapacity(16)
         var international = false
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                digits.append(byte)
-            case UInt8(ascii: "+"):
+        let scalars = Array(text.unicodeScalars)
+        var i = 0
+        while i < scalars.count {
+            let scalar = scalars[i]
+            defer { i += 1 }
+            switch scalar {
+            case "0"..."9":
+                digits.append(UInt8(scalar.value))
+            case "+", "\u{FF0B}":
                 // Only a leading plus (possibly inside an opening bracket) is allowed.
                 guard digits.isEmpty, !international else { return nil }
                 international = true
-            case UInt8(ascii: " "), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "("), UInt8(ascii: ")"),
-                 UInt8(ascii: "/"), 0x09:
+            case "(" where (1...3).contains(digits.count - (international ? 0 : digits.starts(with: [0x30, 0x30]) ? 2 : 99))
+                && i + 2 < scalars.count && scalars[i + 1] == "0" && scalars[i + 2] == ")":
+                // `+33 (0)6 12 34 56 78`, `0033 (0)6…`: the national trunk 0 written beside the
+                // country code is not dialled from abroad; keeping it would hash a wrong number.
+                i += 2
+            case ".", "(", ")", "/", "[", "]":
                 continue
             default:
+                // Any white space (no-break, thin, ideographic…) and any dash (hyphen, en and em
+                // dashes, the minus sign) separate groups of digits.
+                if scalar.properties.isWhitespace || scalar.properties.generalCategory == .dashPunctuation || scalar == "\u{2212}" { continue }
                 return nil
             }
         }
@@ -154,9 +167,12 @@ public enum EventTime {
         }
     }
 
+    /// Digits with an optional fraction and exponent (`1639044446636`, `1.639044446636E12`, as
+    /// Java/Jackson write doubles).
     private static func fromEpoch(_ text: String) -> Int64? {
         guard let first = text.utf8.first, Normalise.isDigit(first),
-              text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") }),
+              text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E")
+                  || $0 == UInt8(ascii: "+") }),
               let number = Double(text), number.isFinite, number > 0,
               number < 1e16 else { return nil }  // 10^16 ms is the year 318,857: beyond that it is not a time
         return number >= 1e11 ? Int64(checked: number / 1000) : Int64(checked: number)
@@ -262,7 +278,8 @@ enum URLQuery {
     static func value(named name: String, in url: String) -> String? {
         var url = url
         return url.withUTF8 { buffer in
-            guard let q = buffer.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+            // The query ends at '#'; a '?' inside the fragment (single-page apps' routes) starts no query.
+            guard let q = buffer.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }), buffer[q] == UInt8(ascii: "?") else { return nil }
             return Bytes.pairValue(named: name, in: UnsafeBufferPointer(rebasing: buffer[(q + 1)...]),
                                    separator: UInt8(ascii: "&"), end: UInt8(ascii: "#"))
         }

@@ -27,9 +27,13 @@ public struct TransformSettings: Sendable, Equatable {
         mapping[field] ?? .paths(field.defaultPaths)
     }
 
+    /// The value of ``eventNames`` for a source name mapped to nothing (`false` or `null` in
+    /// the configuration): such events are skipped, never sent with a blank name.
+    public static let doNotSend = ""
+
     /// The TikTok name for a source `event_name`, or `nil` when it has none.
     public func tiktokName(for sourceName: String) -> String? {
-        if let name = eventNames[sourceName] { return name }
+        if let name = eventNames[sourceName] { return name == Self.doNotSend ? nil : name }
         if let name = preset.table[sourceName] { return name }
         return forwardUnmapped ? sourceName : nil
     }
@@ -118,6 +122,14 @@ public enum EventNamePreset: String, Sendable, CaseIterable {
 
 /// The TikTok fields a source value can be mapped to, named by their path in the TikTok event.
 public enum TargetField: String, Sendable, CaseIterable {
+    /// Fields filled from the first path holding usable text (the others take any value).
+    public var isText: Bool {
+        switch self {
+        case .eventTime, .userEmail, .userPhone, .userExternalID, .contents, .value, .limitedDataUse: return false
+        default: return true
+        }
+    }
+
     case eventTime = "event_time"
     case userEmail = "user.email"
     case userPhone = "user.phone"

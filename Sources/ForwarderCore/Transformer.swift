@@ -53,6 +53,9 @@ public final class Transformer {
         guard !sourceName.isEmpty else { return .rejected(reason: "event_name is empty") }
         let trimmedID = eventID.trimmingWhitespace()
         guard !trimmedID.isEmpty else { return .rejected(reason: "event_id is empty") }
+        if settings.eventNames[sourceName] == TransformSettings.doNotSend {
+            return .skipped(reason: "event name '\(String(sourceName.prefix(64)))' is mapped to nothing (transform.events: false)")
+        }
         guard let eventName = settings.tiktokName(for: sourceName) else {
             return .skipped(reason: "event name '\(String(sourceName.prefix(64)))' has no TikTok mapping")
         }
@@ -172,19 +175,37 @@ public final class Transformer {
     /// by the same first-present rule the transform uses: what `transform` shows a marketer
     /// checking an event against the pixel. Fields no path supplies are left out.
     public func decisions(for source: JSON) -> [(field: String, source: String)] {
-        TargetField.allCases.compactMap { field in
+        var result: [(field: String, source: String)] = []
+        for field in TargetField.allCases {
             switch sources[field]! {
             case .constant(let value):
-                return Normalise.isPresent(value) ? (field.rawValue, "constant (transform.set)") : nil
+                if Normalise.isPresent(value) { result.append((field.rawValue, "constant (transform.set)")) }
             case .paths(let paths):
-                guard let path = paths.first(where: { source.value(at: $0).map(Normalise.isPresent) ?? false }) else { return nil }
-                return (field.rawValue, path.joined(separator: "."))
+                for path in paths {
+                    guard let value = source.value(at: path) else { continue }
+                    let usable = field.isText ? Normalise.text(value) != nil : Normalise.isPresent(value)
+                    if usable {
+                        result.append((field.rawValue, path.joined(separator: ".")))
+                        break
+                    }
+                }
             }
         }
+        return result
     }
 
+    /// The first path whose value is usable text: an object without a usable `href` at
+    /// `page.location`, say, falls through to the next path instead of ending the search.
     private func resolveText(_ field: TargetField, in source: JSON) -> String? {
-        resolve(field, in: source).flatMap(Normalise.text)
+        switch sources[field]! {
+        case .constant(let value):
+            return Normalise.text(value)
+        case .paths(let paths):
+            for path in paths {
+                if let value = source.value(at: path), let text = Normalise.text(value) { return text }
+            }
+            return nil
+        }
     }
 
     /// Normalises and hashes each value of a string-or-array field, dropping empties,

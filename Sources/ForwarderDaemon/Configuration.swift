@@ -88,8 +88,19 @@ public struct ConfigLayers: Sendable {
                 guard let table = valueNode.mapping else { throw ConfigurationError("\(origin): must be a mapping") }
                 var entries: [String: String] = [:]
                 for (k, v) in table {
-                    guard let k = k.string, let v = v.scalar?.string else { throw ConfigurationError("\(origin): entries must be text") }
-                    entries[k] = v
+                    guard let k = k.string, let scalar = v.scalar else { throw ConfigurationError("\(origin): entries must be text") }
+                    if key == "transform.events" {
+                        // `name: false`, `name: null`, `name: ~` or `name:` — send these events to
+                        // no TikTok event (skip them); a quoted blank name is a mistake, refused.
+                        if scalar.style == .plain, ["", "~", "null", "false"].contains(scalar.string.lowercased()) {
+                            entries[k] = TransformSettings.doNotSend
+                            continue
+                        }
+                        if scalar.string.trimmingWhitespace().isEmpty {
+                            throw ConfigurationError("\(origin) (\(k)): a blank TikTok event name; write false (or null) to skip these events")
+                        }
+                    }
+                    entries[k] = scalar.string
                 }
                 set(key, .table(entries), origin: origin)
             } else if let nested = valueNode.mapping {
@@ -253,7 +264,10 @@ public struct ForwarderConfiguration: Sendable {
             settings.preset = value
         }
         if let (events, _) = layers.table("transform.events") {
-            for (source, target) in events { settings.eventNames[source] = target }
+            for (source, target) in events {
+                // From a flag or the environment, false/null also mean "skip" (the YAML layer already mapped its own).
+                settings.eventNames[source] = ["false", "null", "~"].contains(target.lowercased()) ? TransformSettings.doNotSend : target.trimmingWhitespace()
+            }
         }
         if let (text, origin) = layers.scalar("transform.forward_unmapped") { settings.forwardUnmapped = try bool(text, origin) }
         if let (maps, origin) = layers.table("transform.map") {

@@ -139,3 +139,25 @@ struct ConfigurationTests {
         }
     }
 }
+
+@Suite("Event names mapped to nothing, in the configuration")
+struct EventNameConfigurationTests {
+    @Test("false, null, ~ or an empty value skip an event name; a quoted blank name is refused with the key", arguments: [
+        ("page_view: false", true), ("page_view: null", true), ("page_view: ~", true), ("page_view:", true), ("page_view: \"\"", false), ("page_view: \"  \"", false),
+    ])
+    func skipOrRefuse(_ line: String, _ accepted: Bool) throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/c.yaml"
+        try "transform:\n  events:\n    \(line)\n    signup: CompleteRegistration\n".write(toFile: path, atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        do {
+            try layers.loadFile(path)
+            let settings = try ForwarderConfiguration.transformSettings(layers)
+            #expect(accepted, "\(line) was accepted")
+            #expect(settings.tiktokName(for: "page_view") == nil && settings.tiktokName(for: "signup") == "CompleteRegistration")
+        } catch {
+            #expect(!accepted, "\(line): \(error)")
+            #expect("\(error)".contains("page_view") && "\(error)".contains("blank"))
+        }
+    }
+}
