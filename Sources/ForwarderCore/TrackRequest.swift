@@ -5,9 +5,9 @@ public enum TrackRequest {
 
     /// `{"event_source":"web","event_source_id":…,"test_event_code":…,"data":[…]}` around
     /// events already encoded by ``TikTokEvent/encode(into:)``.
-    public static func body<Event: Collection<UInt8>>(pixelCode: String, testEventCode: String?, events: [Event]) -> [UInt8] {
+    public static func body<Event: Collection<UInt8>>(pixelCode: String, testEventCode: String?, partnerName: String? = nil, events: [Event]) -> [UInt8] {
         var w = JSONWriter(capacity: events.reduce(128) { $0 + $1.count + 1 })
-        writeHead(pixelCode: pixelCode, testEventCode: testEventCode, into: &w)
+        writeHead(pixelCode: pixelCode, testEventCode: testEventCode, partnerName: partnerName, into: &w)
         for (i, event) in events.enumerated() {
             if i > 0 { w.raw(UInt8(ascii: ",")) }
             w.raw(event)
@@ -17,12 +17,17 @@ public enum TrackRequest {
     }
 
     /// Everything before the first event: `{"event_source":"web",…,"data":[`.
-    public static func writeHead(pixelCode: String, testEventCode: String?, into w: inout JSONWriter) {
+    /// `partnerName`: TikTok's optional integration tag, sent only when configured.
+    public static func writeHead(pixelCode: String, testEventCode: String?, partnerName: String? = nil, into w: inout JSONWriter) {
         w.raw("{\"event_source\":\"web\",\"event_source_id\":")
         w.string(pixelCode)
         if let testEventCode, !testEventCode.isEmpty {
             w.raw(",\"test_event_code\":")
             w.string(testEventCode)
+        }
+        if let partnerName, !partnerName.isEmpty {
+            w.raw(",\"partner_name\":")
+            w.string(partnerName)
         }
         w.raw(",\"data\":[")
     }

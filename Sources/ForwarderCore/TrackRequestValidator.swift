@@ -15,6 +15,9 @@ public enum TrackRequestValidator {
         if let code = request["test_event_code"], code != .null, code.stringValue == nil {
             return "test_event_code: not a valid string"
         }
+        if let partner = request["partner_name"], partner.stringValue?.isEmpty ?? true {
+            return "partner_name: not a valid string"
+        }
         guard case .array(let events)? = request["data"] else { return "data: must be an array" }
         guard !events.isEmpty else { return "data: must contain at least 1 event" }
         guard events.count <= TrackRequest.maximumEvents else { return "data: must contain at most 1000 events" }

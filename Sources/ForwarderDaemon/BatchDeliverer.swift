@@ -25,9 +25,11 @@ public final class BatchDeliverer {
     public struct Target: Sendable {
         public var pixelCode: String
         public var testEventCode: String?
-        public init(pixelCode: String, testEventCode: String?) {
+        public var partnerName: String?
+        public init(pixelCode: String, testEventCode: String?, partnerName: String? = nil) {
             self.pixelCode = pixelCode
             self.testEventCode = testEventCode
+            self.partnerName = partnerName
         }
     }
 
@@ -101,7 +103,7 @@ public final class BatchDeliverer {
         var items: [Item] = []
         var overflow: [Int64] = []
         var body = JSONWriter(capacity: rows.reduce(256) { $0 + $1.payload.count + 256 })
-        TrackRequest.writeHead(pixelCode: target.pixelCode, testEventCode: target.testEventCode, into: &body)
+        TrackRequest.writeHead(pixelCode: target.pixelCode, testEventCode: target.testEventCode, partnerName: target.partnerName, into: &body)
         for var row in rows {
             #if DEBUG
             Self.crashHookForTests(row)
@@ -166,7 +168,8 @@ public final class BatchDeliverer {
             return 0
         }
         let body = wholeBatch ? batch
-            : TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, events: items.map { batch[$0.event] })
+            : TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, partnerName: target.partnerName,
+                                events: items.map { batch[$0.event] })
         let started = ContinuousClock.now
         metrics.requestStarted()
         let accessToken = token()

@@ -88,6 +88,13 @@ public struct ConfigLayers: Sendable {
                 guard let table = valueNode.mapping else { throw ConfigurationError("\(origin): must be a mapping") }
                 var entries: [String: String] = [:]
                 for (k, v) in table {
+                    // transform.map: the source paths as a YAML list, or one comma-separated string.
+                    if key == "transform.map", let k = k.string, let list = v.sequence {
+                        let paths = list.compactMap { $0.scalar?.string }
+                        guard paths.count == list.count, !paths.isEmpty else { throw ConfigurationError("\(origin) (\(k)): a list of source paths must hold only paths") }
+                        entries[k] = paths.joined(separator: ",")
+                        continue
+                    }
                     guard let k = k.string, let scalar = v.scalar else { throw ConfigurationError("\(origin): entries must be text") }
                     if key == "transform.events" {
                         // `name: false`, `name: null`, `name: ~` or `name:` — send these events to
@@ -140,7 +147,7 @@ public enum ConfigKeys {
     public static let sections: Set<String> = ["delivery", "transform"]
     public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
     public static let scalars: [String] = [
-        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "metrics_listen", "log_level",
+        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "partner_name", "metrics_listen", "log_level",
         "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
@@ -198,6 +205,8 @@ public struct ForwarderConfiguration: Sendable {
     public var metricsListen: (host: String, port: Int)?
     /// trace, debug, info, notice (default), warning, error or critical.
     public var logLevel = "notice"
+    /// TikTok's optional integration tag (`partner_name`), sent only when set.
+    public var partnerName: String?
     public var delivery = DeliverySettings()
     public var transform = TransformSettings()
 
@@ -231,6 +240,7 @@ public struct ForwarderConfiguration: Sendable {
                 throw ConfigurationError("\(origin): \(error.description)")
             }
         }
+        config.partnerName = layers.scalar("partner_name")?.0.trimmingWhitespace()
         if let (level, origin) = layers.scalar("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(level.trimmingWhitespace().lowercased()) else {

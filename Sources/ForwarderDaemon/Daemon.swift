@@ -240,7 +240,8 @@ public final class Daemon {
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
                                                                totalTimeoutMillis: Int(settings.requestTimeoutMillis)))
         let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: configuration.transform),
-                                       settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode),
+                                       settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode,
+                                                                         partnerName: configuration.partnerName),
                                        owner: owner, control: control, token: { tokens.current(now: clock.nowMillis()) }, clock: clock,
                                        logger: logger, metrics: metrics)
         // Rows whose last claim ended without a result (see OutboxStore.claim) are taken by

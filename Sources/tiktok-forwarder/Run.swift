@@ -79,6 +79,8 @@ struct RunOptions: ParsableArguments {
     var accessTokenFile: String?
     @Option(help: ArgumentHelp("Send test_event_code (events show in Events Manager's test tab).", valueName: "code"))
     var testEventCode: String?
+    @Option(help: ArgumentHelp("TikTok's optional integration tag, sent as partner_name (none by default).", valueName: "name"))
+    var partnerName: String?
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default; a bare PORT binds 127.0.0.1).", valueName: "addr:port"))
     var metricsListen: String?
 
@@ -115,6 +117,7 @@ struct RunOptions: ParsableArguments {
         let flags: [(String, String?, String)] = [
             ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"),
             ("access_token_file", accessTokenFile, "--access-token-file"), ("test_event_code", testEventCode, "--test-event-code"),
+            ("partner_name", partnerName, "--partner-name"),
             ("metrics_listen", metricsListen, "--metrics-listen"),
             ("delivery.max_batch_events", maxBatchEvents, "--max-batch-events"), ("delivery.max_batch_bytes", maxBatchBytes, "--max-batch-bytes"),
             ("delivery.max_in_flight", maxInFlight, "--max-in-flight"), ("delivery.linger", linger, "--linger"),

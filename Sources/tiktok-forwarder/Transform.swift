@@ -44,6 +44,7 @@ struct Transform: ParsableCommand {
         }
         let pixelCode = layers.scalar("pixel_code")?.0 ?? "PIXEL_CODE"
         let testEventCode = layers.scalar("test_event_code")?.0
+        let partnerName = layers.scalar("partner_name")?.0
         let transformer = Transformer(settings: settings)
         let data = try readInput(file)
         let now = currentMillis()
@@ -59,7 +60,7 @@ struct Transform: ParsableCommand {
                 event.encode(into: &single)
                 out.raw(single.bytes)
                 out.raw(",\"request\":")
-                out.raw(TrackRequest.body(pixelCode: pixelCode, testEventCode: testEventCode, events: [single.bytes]))
+                out.raw(TrackRequest.body(pixelCode: pixelCode, testEventCode: testEventCode, partnerName: partnerName, events: [single.bytes]))
                 out.raw(",\"sources\":")
                 var sources = JSONObject()
                 for decision in transformer.decisions(for: source ?? .null) { sources.append(decision.field, .string(decision.source)) }

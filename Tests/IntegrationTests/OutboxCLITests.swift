@@ -207,11 +207,11 @@ struct TransformCLITests {
     @Test("rows as producers write them, and bare payloads with --event-id: the request TikTok would get and which source filled each field")
     func producerRows() throws {
         let directory = TemporaryDirectory()
-        let payload = #"{"event_name":"purchase","id":"1002","value":19.99,"currency":"EUR","user":{"email":"joe@example.com","phone":"+33612345678"},"url":"https://shop.example/checkout?ttclid=E.C.P.abc"}"#
+        let payload = #"{"event_name":"purchase","id":"1002","value":19.99,"currency":"EUR","user":{"email":"joe@example.com","phone":"+33612345678","lang":"fr-FR"},"url":"https://shop.example/checkout?ttclid=E.C.P.abc"}"#
         let input = #"{"event_id":"ord-1002-purchase","payload":\#(payload)}"# + "\n"
             + #"{"event_id":"ord-1003","payload":"{\"event_name\":\"sign_up\",\"url\":\"https://s.example/\"}"}"# + "\n"
         let config = directory.path + "/c.yaml"
-        try "pixel_code: CPIXEL123\ntest_event_code: TEST42\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "pixel_code: CPIXEL123\ntest_event_code: TEST42\npartner_name: AcmeShop\ntransform:\n  map:\n    user.locale: [context.missing, user.lang]\n".write(toFile: config, atomically: true, encoding: .utf8)
         let result = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
         #expect(result.status == 0, "\(result.stderr)")
         let lines = try result.stdout.split(separator: "\n").map { try JSONParser.parse(String($0)) }
@@ -219,6 +219,9 @@ struct TransformCLITests {
         #expect(lines[0]["event_id"] == .string("ord-1002-purchase") && lines[1]["event_id"] == .string("ord-1003"))
         let request = try #require(lines[0]["request"])
         #expect(request["event_source"] == .string("web") && request["event_source_id"] == .string("CPIXEL123") && request["test_event_code"] == .string("TEST42"))
+        #expect(request["partner_name"] == .string("AcmeShop"), "partner_name only when configured")
+        #expect(lines[0]["sources"]?["user.locale"] == .string("user.lang"), "a YAML list of paths, first present wins")
+        #expect(lines[0]["event"]?.value(at: ["user", "locale"]) == .string("fr-FR"))
         #expect(request["data"]?.value(at: ["0", "event_id"]) == .string("ord-1002-purchase"))
         #expect(TrackRequestValidator.firstProblem(in: request) == nil, "a request the sandbox (TikTok's rules) accepts")
         let sources = try #require(lines[0]["sources"])
@@ -230,6 +233,6 @@ struct TransformCLITests {
         let bare = try ChildProcess.run(Repository.binary, ["transform", "--event-id", "ord-1001-purchase"], stdin: Data((payload + "\n").utf8), in: directory)
         let line = try JSONParser.parse(bare.stdout.trimmingWhitespace())
         #expect(line["event_id"] == .string("ord-1001-purchase") && line["event"]?["event_id"] == .string("ord-1001-purchase"))
-        #expect(line["request"]?["event_source_id"] == .string("PIXEL_CODE"))
+        #expect(line["request"]?["event_source_id"] == .string("PIXEL_CODE") && line["request"]?["partner_name"] == nil)
     }
 }
