@@ -47,6 +47,22 @@ public struct TikTokEvent: Sendable, Equatable {
         }
     }
 
+    /// A configured extra key of `user` or `properties` (Commanders Act's Custom User / Event
+    /// Properties) and its value as it is sent.
+    public struct Custom: Sendable, Equatable {
+        public var key: String
+        public var value: JSON
+        public init(key: String, value: JSON) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// Custom user properties, after the standard keys of `user`.
+    public var customUser: [Custom] = []
+    /// Custom event properties, after the standard keys of `properties`.
+    public var customProperties: [Custom] = []
+
     public struct Properties: Sendable, Equatable {
         public var contents: [Content] = []
         public var contentType: String?
@@ -82,6 +98,7 @@ public struct TikTokEvent: Sendable, Equatable {
         fields.string("ip", user.ip, &w)
         fields.string("user_agent", user.userAgent, &w)
         fields.string("locale", user.locale, &w)
+        for custom in customUser { fields.key(custom.key, &w); w.value(custom.value) }
         fields.close(&w)
 
         fields = FieldList(",\"page\":{")
@@ -119,6 +136,7 @@ public struct TikTokEvent: Sendable, Equatable {
             fields.string("search_string", search, &w)
             fields.string("query", search, &w)
         }
+        for custom in customProperties { fields.key(custom.key, &w); w.value(custom.value) }
         fields.close(&w)
 
         if let ldu = limitedDataUse {
@@ -158,6 +176,14 @@ private struct FieldList {
         w.raw(UInt8(ascii: "\""))
         w.raw(name)
         w.raw("\":")
+    }
+
+    /// A configured key (validated at start: letters, digits, underscores).
+    mutating func key(_ name: String, _ w: inout JSONWriter) {
+        if count == 0 { w.raw(opening) } else { w.raw(UInt8(ascii: ",")) }
+        count += 1
+        w.string(name)
+        w.raw(UInt8(ascii: ":"))
     }
 
     mutating func string(_ name: StaticString, _ value: String?, _ w: inout JSONWriter) {

@@ -19,6 +19,9 @@ public struct TransformSettings: Sendable, Equatable {
     public var maxEventAgeSeconds: Int64 = 7 * 86_400
     /// `page.url` for events that carry none; TikTok requires one for web events.
     public var defaultPageURL: String?
+    /// Custom user and event properties (`transform.map` / `transform.set` keys under `user.`
+    /// or `properties.` that are not TikTok's standard ones), in configuration order.
+    public var customFields: [CustomField] = []
 
     public init() {}
 
@@ -118,6 +121,41 @@ public enum EventNamePreset: String, Sendable, CaseIterable {
         "schedule": "Schedule",
         "submit_application": "SubmitApplication",
     ]
+}
+
+/// A custom key of `user` or `properties`, from a source path list or a constant. Sent as
+/// given (strings trimmed; absent values left out), or hashed like external_id (trim,
+/// lowercase, SHA-256; already-hashed values kept) when `hashed`.
+public struct CustomField: Sendable, Equatable {
+    public enum Object: String, Sendable { case user, properties }
+    public var object: Object
+    public var key: String
+    public var source: FieldSource
+    public var hashed: Bool
+
+    public init(object: Object, key: String, source: FieldSource, hashed: Bool = false) {
+        self.object = object
+        self.key = key
+        self.source = source
+        self.hashed = hashed
+    }
+
+    /// Keys TikTok defines in `user` and `properties`: mapped through ``TargetField``, never custom.
+    public static let standardKeys: [Object: Set<String>] = [
+        .user: ["email", "phone", "external_id", "ttp", "ttclid", "ip", "user_agent", "locale", "idfa", "idfv", "gaid", "att_status"],
+        .properties: ["contents", "content_type", "content_ids", "currency", "value", "num_items", "order_id", "shop_id",
+                      "description", "status", "search_string", "query"],
+    ]
+
+    /// `user.loyalty_tier` → (.user, "loyalty_tier") when it names a custom key (letters,
+    /// digits and underscores, at most 64, not a standard key); `nil` otherwise.
+    public static func parse(_ target: String) -> (Object, String)? {
+        let parts = target.split(separator: ".", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let object = Object(rawValue: parts[0]), (1...64).contains(parts[1].utf8.count),
+              parts[1].utf8.allSatisfy({ Normalise.isDigit($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) || $0 == UInt8(ascii: "_") }),
+              !(standardKeys[object]?.contains(parts[1]) ?? false) else { return nil }
+        return (object, parts[1])
+    }
 }
 
 /// The TikTok fields a source value can be mapped to, named by their path in the TikTok event.

@@ -153,6 +153,11 @@ public final class Transformer {
                 warnings.append("limited_data_use: not a boolean; dropped")
             }
         }
+        for custom in settings.customFields {
+            guard let value = customValue(custom, in: source) else { continue }
+            let entry = TikTokEvent.Custom(key: custom.key, value: value)
+            if custom.object == .user { event.customUser.append(entry) } else { event.customProperties.append(entry) }
+        }
         return .event(event, warnings: warnings)
     }
 
@@ -191,7 +196,38 @@ public final class Transformer {
                 }
             }
         }
+        for custom in settings.customFields {
+            let target = "\(custom.object.rawValue).\(custom.key)"
+            switch custom.source {
+            case .constant(let value):
+                if Normalise.isPresent(value) { result.append((target, "constant (transform.set)")) }
+            case .paths(let paths):
+                if let path = paths.first(where: { source.value(at: $0).map(Normalise.isPresent) ?? false }) {
+                    result.append((target, path.joined(separator: ".") + (custom.hashed ? " (hashed)" : "")))
+                }
+            }
+        }
         return result
+    }
+
+    /// A custom property's value: the first present value (a constant, or along its paths),
+    /// strings trimmed; hashed like external_id when configured (a 64-hex value is kept).
+    private func customValue(_ custom: CustomField, in source: JSON) -> JSON? {
+        var found: JSON?
+        switch custom.source {
+        case .constant(let value): found = Normalise.isPresent(value) ? value : nil
+        case .paths(let paths):
+            for path in paths {
+                if let value = source.value(at: path), Normalise.isPresent(value) { found = value; break }
+            }
+        }
+        guard let found else { return nil }
+        if custom.hashed {
+            guard let text = Normalise.text(found) else { return nil }
+            return .string(text.isSHA256Hex ? text.lowercased() : hasher.hexDigest(text.lowercased()))
+        }
+        if case .string = found { return Normalise.text(found).map(JSON.string) }
+        return found
     }
 
     /// The first path whose value is usable text: an object without a usable `href` at

@@ -153,7 +153,7 @@ public enum ConfigKeys {
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
         "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin", "delivery.keep_sent",
         "transform.preset", "transform.forward_unmapped", "transform.default_phone_country",
-        "transform.keep_external_id_case", "transform.content_type", "transform.max_age", "transform.default_page_url",
+        "transform.keep_external_id_case", "transform.content_type", "transform.max_age", "transform.default_page_url", "transform.hash",
     ]
 
     public static func environmentName(_ key: String) -> String {
@@ -281,18 +281,25 @@ public struct ForwarderConfiguration: Sendable {
         }
         if let (text, origin) = layers.scalar("transform.forward_unmapped") { settings.forwardUnmapped = try bool(text, origin) }
         if let (maps, origin) = layers.table("transform.map") {
-            for (target, paths) in maps {
-                guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, origin) }
+            for (target, paths) in maps.sorted(by: { $0.key < $1.key }) {
                 guard let source = FieldSource.parsePaths(paths) else {
                     throw ConfigurationError("\(origin): \(target): '\(paths)' is not a list of dot-separated paths")
                 }
-                settings.mapping[field] = source
+                if let field = TargetField(rawValue: target) {
+                    settings.mapping[field] = source
+                } else {
+                    try addCustom(target, source, origin, to: &settings)
+                }
             }
         }
         if let (constants, origin) = layers.table("transform.set") {
-            for (target, value) in constants {
-                guard let field = TargetField(rawValue: target) else { throw unknownTarget(target, origin) }
-                settings.mapping[field] = .constant((try? JSONParser.parse(value)) ?? .string(value))
+            for (target, value) in constants.sorted(by: { $0.key < $1.key }) {
+                let constant = FieldSource.constant((try? JSONParser.parse(value)) ?? .string(value))
+                if let field = TargetField(rawValue: target) {
+                    settings.mapping[field] = constant
+                } else {
+                    try addCustom(target, constant, origin, to: &settings)
+                }
             }
         }
         if let (country, origin) = layers.scalar("transform.default_phone_country") {
@@ -309,11 +316,35 @@ public struct ForwarderConfiguration: Sendable {
         }
         if let (text, origin) = layers.scalar("transform.max_age") { settings.maxEventAgeSeconds = try duration(text, origin) / 1000 }
         if let (text, _) = layers.scalar("transform.default_page_url") { settings.defaultPageURL = text }
+        if let (text, origin) = layers.scalar("transform.hash") {
+            for key in text.split(separator: ",").map({ $0.trimmingWhitespace() }) where !key.isEmpty {
+                guard let index = settings.customFields.firstIndex(where: { "\($0.object.rawValue).\($0.key)" == key }) else {
+                    throw ConfigurationError("\(origin): '\(key)' is not a custom property of transform.map or transform.set (TikTok's own hashed fields are hashed anyway)")
+                }
+                settings.customFields[index].hashed = true
+            }
+        }
         return settings
     }
 
+    /// A `user.*` or `properties.*` key that is not TikTok's: a custom property.
+    private static func addCustom(_ target: String, _ source: FieldSource, _ origin: String, to settings: inout TransformSettings) throws {
+        guard let (object, key) = CustomField.parse(target) else { throw unknownTarget(target, origin) }
+        // A key a typo away from one of TikTok's (user.mail, properties.curency) is a mistake,
+        // not a custom property: it would silently leave the real field unmapped.
+        let distances = (CustomField.standardKeys[object] ?? []).map { ($0, ConfigKeys.editDistance(Array(key.utf8), Array($0.utf8))) }
+        // One edit from a key of 4+ letters, two from one of 8+ (`user.zip` stays custom: `ip` is short).
+        if let (near, distance) = distances.min(by: { ($0.1, $0.0) < ($1.1, $1.0) }),
+           (distance == 1 && near.count >= 4) || (distance == 2 && near.count >= 8) {
+            let error = unknownTarget(target, origin)
+            throw ConfigurationError(error.description + "; did you mean \(object.rawValue).\(near)?")
+        }
+        settings.customFields.removeAll { $0.object == object && $0.key == key }
+        settings.customFields.append(CustomField(object: object, key: key, source: source))
+    }
+
     static func unknownTarget(_ target: String, _ origin: String) -> ConfigurationError {
-        ConfigurationError("\(origin): '\(target)' is not a TikTok field; one of: \(TargetField.allCases.map(\.rawValue).joined(separator: ", "))")
+        ConfigurationError("\(origin): '\(target)' is not a TikTok field (one of: \(TargetField.allCases.map(\.rawValue).joined(separator: ", "))), nor a custom property (user.NAME or properties.NAME: letters, digits, underscores)")
     }
 
     static func bool(_ text: String, _ origin: String) throws -> Bool {

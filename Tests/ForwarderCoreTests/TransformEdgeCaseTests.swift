@@ -115,3 +115,39 @@ struct TransformEdgeCaseTests {
         }
     }
 }
+
+@Suite("Custom event and user properties")
+struct CustomPropertyTests {
+    @Test("custom properties come from paths or constants, strings trimmed, absent ones left out; a hashed user property is SHA-256")
+    func customProperties() throws {
+        var settings = TransformSettings()
+        settings.customFields = [
+            CustomField(object: .properties, key: "brand_tier", source: .paths([["customer", "tier"], ["tier"]])),
+            CustomField(object: .properties, key: "channel", source: .constant(.string("app"))),
+            CustomField(object: .properties, key: "missing", source: .paths([["nope"]])),
+            CustomField(object: .user, key: "loyalty_id", source: .paths([["user", "loyalty"]]), hashed: true),
+            CustomField(object: .user, key: "segment", source: .paths([["segment"]])),
+        ]
+        let json = #"{"event_name":"purchase","url":"https://s.example/","tier":"  gold  ","segment":7,"user":{"loyalty":" LOY-42 "}}"#
+        guard case .event(let event, _) = Transformer(settings: settings).transform(payload: json, eventID: "e", insertedAtMillis: now, nowMillis: now) else {
+            Issue.record("not an event"); return
+        }
+        #expect(event.customProperties == [.init(key: "brand_tier", value: .string("gold")), .init(key: "channel", value: .string("app"))])
+        #expect(event.customUser == [.init(key: "loyalty_id", value: .string(SHA256Hasher().hexDigest("loy-42"))), .init(key: "segment", value: .number("7"))])
+        var w = JSONWriter()
+        event.encode(into: &w)
+        let sent = try JSONParser.parse(w.bytes)
+        #expect(sent.value(at: ["properties", "brand_tier"]) == .string("gold") && sent.value(at: ["user", "segment"]) == .number("7"))
+        #expect(!String(decoding: w.bytes, as: UTF8.self).contains("LOY-42"), "a hashed custom property leaves the process hashed")
+        let request = try JSONParser.parse(TrackRequest.body(pixelCode: "P", testEventCode: nil, events: [w.bytes]))
+        #expect(TrackRequestValidator.firstProblem(in: request) == nil)
+    }
+
+    @Test("only keys outside TikTok's own, of letters, digits and underscores, are custom", arguments: [
+        ("properties.brand_tier", true), ("user.loyalty_id", true), ("properties.currency", false), ("user.email", false),
+        ("properties.has space", false), ("page.custom", false), ("properties.", false), ("user.a.b", false),
+    ])
+    func customKeys(_ target: String, _ custom: Bool) {
+        #expect((CustomField.parse(target) != nil) == custom)
+    }
+}

@@ -161,3 +161,42 @@ struct EventNameConfigurationTests {
         }
     }
 }
+
+@Suite("Custom properties in the configuration")
+struct CustomPropertyConfigurationTests {
+    @Test("transform.map and transform.set take custom user./properties. keys; transform.hash hashes user ones; a typo of a standard key is refused")
+    func customFromYAML() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/c.yaml"
+        try """
+            transform:
+              map:
+                properties.brand_tier: [customer.tier, tier]
+                user.loyalty_id: user.loyalty
+                user.zip: customer.zip
+              set:
+                properties.channel: web-shop
+              hash: user.loyalty_id
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(path)
+        let settings = try ForwarderConfiguration.transformSettings(layers)
+        #expect(settings.customFields.map { "\($0.object.rawValue).\($0.key)" }.sorted() == ["properties.brand_tier", "properties.channel", "user.loyalty_id", "user.zip"])
+        #expect(settings.customFields.first { $0.key == "loyalty_id" }?.hashed == true)
+        #expect(settings.customFields.first { $0.key == "brand_tier" }?.source == .paths([["customer", "tier"], ["tier"]]))
+
+        for (yaml, message) in [("  map:\n    user.mail: contact.mail\n", "did you mean user.email?"),
+                                ("  map:\n    properties.curency: cur\n", "did you mean properties.currency?"),
+                                ("  hash: user.nothing\n", "'user.nothing' is not a custom property")] {
+            try "transform:\n\(yaml)".write(toFile: path, atomically: true, encoding: .utf8)
+            var bad = ConfigLayers()
+            try bad.loadFile(path)
+            do {
+                _ = try ForwarderConfiguration.transformSettings(bad)
+                Issue.record("accepted: \(yaml)")
+            } catch {
+                #expect("\(error)".contains(message), "\(error)")
+            }
+        }
+    }
+}

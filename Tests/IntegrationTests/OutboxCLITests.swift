@@ -207,11 +207,11 @@ struct TransformCLITests {
     @Test("rows as producers write them, and bare payloads with --event-id: the request TikTok would get and which source filled each field")
     func producerRows() throws {
         let directory = TemporaryDirectory()
-        let payload = #"{"event_name":"purchase","id":"1002","value":19.99,"currency":"EUR","user":{"email":"joe@example.com","phone":"+33612345678","lang":"fr-FR"},"url":"https://shop.example/checkout?ttclid=E.C.P.abc"}"#
+        let payload = #"{"event_name":"purchase","id":"1002","value":19.99,"currency":"EUR","user":{"email":"joe@example.com","phone":"+33612345678","lang":"fr-FR","loyalty":"L-77"},"url":"https://shop.example/checkout?ttclid=E.C.P.abc"}"#
         let input = #"{"event_id":"ord-1002-purchase","payload":\#(payload)}"# + "\n"
             + #"{"event_id":"ord-1003","payload":"{\"event_name\":\"sign_up\",\"url\":\"https://s.example/\"}"}"# + "\n"
         let config = directory.path + "/c.yaml"
-        try "pixel_code: CPIXEL123\ntest_event_code: TEST42\npartner_name: AcmeShop\ntransform:\n  map:\n    user.locale: [context.missing, user.lang]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "pixel_code: CPIXEL123\ntest_event_code: TEST42\npartner_name: AcmeShop\ntransform:\n  map:\n    user.locale: [context.missing, user.lang]\n    user.loyalty_id: user.loyalty\n  set:\n    properties.channel: web-shop\n  hash: user.loyalty_id\n".write(toFile: config, atomically: true, encoding: .utf8)
         let result = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
         #expect(result.status == 0, "\(result.stderr)")
         let lines = try result.stdout.split(separator: "\n").map { try JSONParser.parse(String($0)) }
@@ -222,6 +222,9 @@ struct TransformCLITests {
         #expect(request["partner_name"] == .string("AcmeShop"), "partner_name only when configured")
         #expect(lines[0]["sources"]?["user.locale"] == .string("user.lang"), "a YAML list of paths, first present wins")
         #expect(lines[0]["event"]?.value(at: ["user", "locale"]) == .string("fr-FR"))
+        #expect(request.value(at: ["data", "0", "properties", "channel"]) == .string("web-shop"), "a custom event property")
+        #expect(request.value(at: ["data", "0", "user", "loyalty_id"]) == .string(SHA256Hasher().hexDigest("l-77")), "a hashed custom user property")
+        #expect(lines[0]["sources"]?["properties.channel"] == .string("constant (transform.set)") && lines[0]["sources"]?["user.loyalty_id"] == .string("user.loyalty (hashed)"))
         #expect(request["data"]?.value(at: ["0", "event_id"]) == .string("ord-1002-purchase"))
         #expect(TrackRequestValidator.firstProblem(in: request) == nil, "a request the sandbox (TikTok's rules) accepts")
         let sources = try #require(lines[0]["sources"])
