@@ -28,14 +28,18 @@ struct Dead: ParsableCommand {
         func run() throws {
             let store = try database.openStore()
             let total = try store.stats(now: currentMillis()).count(.dead)
-            let matching = try filter.matching(store, now: currentMillis())
+            // Unfiltered, only the rows shown are read (each carries its payload); filters
+            // that SQL cannot apply (reason, event name) read the dead rows and filter here.
+            let matching = filter.isFiltering ? try filter.matching(store, now: currentMillis())
+                : try store.deadLetters(since: nil, limit: max(limit, 0))
             let shown = matching.prefix(max(limit, 0))
             if json {
                 for letter in shown { print(DeadReport.json(letter)) }
                 return
             }
             let filtered = filter.isFiltering ? ", \(matching.count) matching" : ""
-            print("dead letters: \(total)\(filtered)\(shown.count < matching.count ? ", showing \(shown.count) (--limit)" : "")")
+            let available = filter.isFiltering ? matching.count : total
+            print("dead letters: \(total)\(filtered)\(shown.count < available ? ", showing \(shown.count) (--limit)" : "")")
             guard !shown.isEmpty else { return }
             print("ID        DEAD SINCE            EVENT             REASON            ATTEMPTS  EVENT_ID / LAST ERROR")
             for l in shown {
