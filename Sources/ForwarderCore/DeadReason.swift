@@ -16,6 +16,8 @@ public enum DeadReason: String, Sendable, CaseIterable {
     case crashed
     /// `event_id` is not valid UTF-8.
     case invalidEventID = "invalid_event_id"
+    /// Its `destination` names no configured destination (redrive once it is configured).
+    case unknownDestination = "unknown_destination"
     /// Anything else (rows dead-lettered by hand, older versions' texts).
     case other
 
@@ -27,6 +29,7 @@ public enum DeadReason: String, Sendable, CaseIterable {
         if error.hasPrefix("gave up: older") { return .tooOld }
         if error.hasPrefix("event_id is not valid UTF-8") { return .invalidEventID }
         if error.hasPrefix("gave up after"), error.contains(" claims ") { return .crashed }
+        if error.hasPrefix("destination '"), error.contains("' is not configured") { return .unknownDestination }
         if error.hasPrefix("gave up after") { return .gaveUp }
         return .other
     }

@@ -20,6 +20,7 @@ public final class InMemoryOutboxStore: OutboxStore {
         var finishedAt: UnixMillis?
         var unsettledClaims = 0
         var sentEvent: String?
+        var destination: String?
     }
 
     fileprivate struct State {
@@ -40,7 +41,7 @@ public final class InMemoryOutboxStore: OutboxStore {
                 if s.byEventID[event.eventID] != nil { result.duplicates += 1; continue }
                 let id = s.nextID
                 s.nextID += 1
-                s.rows[id] = Row(id: id, eventID: event.eventID, payload: event.payload, createdAt: now)
+                s.rows[id] = Row(id: id, eventID: event.eventID, payload: event.payload, createdAt: now, destination: event.destination)
                 s.byEventID[event.eventID] = id
                 result.inserted += 1
             }
@@ -48,10 +49,10 @@ public final class InMemoryOutboxStore: OutboxStore {
         }
     }
 
-    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow] {
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool, route: Route?) throws -> [ClaimedRow] {
         state.withLock { s in
             let order: (Row, Row) -> Bool = { ($0.nextAttemptAt, $0.id) < ($1.nextAttemptAt, $1.id) }
-            let due = s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now }
+            let due = s.rows.values.filter { $0.state == .pending && $0.nextAttemptAt <= now && (route?.matches($0.destination) ?? true) }
             let suspect = suspects ? due.filter { $0.unsettledClaims > 0 }.min(by: order) : nil
             let picked = suspect.map { first in
                 Array(due.filter { $0.unsettledClaims == first.unsettledClaims }.sorted(by: order)
@@ -167,6 +168,38 @@ public final class InMemoryOutboxStore: OutboxStore {
                 if row.state != .dead { b.oldestCreatedAt = min(b.oldestCreatedAt ?? .max, row.createdAt) }
             }
             return b
+        }
+    }
+
+    public func deadLetterUnknownDestinations(known: [String], now: UnixMillis) throws -> [String: Int] {
+        state.withLock { s in
+            var result: [String: Int] = [:]
+            for (id, var row) in s.rows where row.state == .pending {
+                guard let name = row.destination, !known.contains(name) else { continue }
+                row.state = .dead
+                row.finishedAt = now
+                row.unsettledClaims = 0
+                row.error = boundedError(Route.unknownReason(name, known: known))
+                s.rows[id] = row
+                result[name, default: 0] += 1
+            }
+            return result
+        }
+    }
+
+    public func destinationBacklogs() throws -> [DestinationBacklog] {
+        state.withLock { s in
+            var byName: [String?: DestinationBacklog] = [:]
+            for row in s.rows.values where [.pending, .inflight, .dead].contains(row.state) {
+                var b = byName[row.destination] ?? DestinationBacklog(destination: row.destination)
+                switch row.state {
+                case .pending: b.pending += 1
+                case .inflight: b.inflight += 1
+                default: b.dead += 1
+                }
+                byName[row.destination] = b
+            }
+            return byName.values.sorted { ($0.destination == nil ? 0 : 1, $0.destination ?? "") < ($1.destination == nil ? 0 : 1, $1.destination ?? "") }
         }
     }
 

@@ -74,6 +74,36 @@ public enum Normalise {
         }
     }
 
+    /// A device advertising id (IDFA uppercase, GAID lowercase: TikTok's forms), trimmed by
+    /// the caller. A SHA-256 is kept (lowercased). `nil` for anything that is not a UUID, and
+    /// for the all-zero id a device reports when tracking is limited (it identifies no one).
+    public static func advertisingID(_ text: String, uppercase: Bool) -> String? {
+        if text.isSHA256Hex { return text.lowercased() }
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return nil }
+        for (i, b) in bytes.enumerated() {
+            if [8, 13, 18, 23].contains(i) { guard b == UInt8(ascii: "-") else { return nil } } else { guard isHexDigit(b) else { return nil } }
+        }
+        guard bytes.contains(where: { $0 != UInt8(ascii: "0") && $0 != UInt8(ascii: "-") }) else { return nil }
+        return uppercase ? text.uppercased() : text.lowercased()
+    }
+
+    /// iOS App Tracking Transparency status as TikTok names it: `AUTHORIZED`, `DENIED`,
+    /// `NOT_DETERMINED`, `RESTRICTED` or `NOT_APPLICABLE`, from those names in any case,
+    /// Apple's (`notDetermined`, `authorized`…) or its raw values 0–3.
+    public static func attStatus(_ value: JSON) -> String? {
+        guard let text = text(value) else { return nil }
+        let folded = String(text.lowercased().filter { $0 != "_" && $0 != " " && $0 != "-" })
+        switch folded {
+        case "authorized", "3": return "AUTHORIZED"
+        case "denied", "2": return "DENIED"
+        case "notdetermined", "0": return "NOT_DETERMINED"
+        case "restricted", "1": return "RESTRICTED"
+        case "notapplicable": return "NOT_APPLICABLE"
+        default: return nil
+        }
+    }
+
     /// Trimmed (by the caller) and lowercased; `nil` for something that is not an address.
     public static func email(_ text: String) -> String? {
         guard text.contains("@") else { return nil }

@@ -24,7 +24,19 @@ public protocol OutboxStore: AnyObject, Sendable {
     /// row is not counted as an attempt (its innocent rows keep their budget); a claim of a
     /// single suspect is. A daemon lets one worker take suspects, so that one suspect group
     /// is in flight at a time.
-    func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow]
+    ///
+    /// `route` restricts the claim to one destination's rows (`nil`: any row). A request
+    /// never mixes destinations, and a paused destination's rows are simply not claimed.
+    func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool, route: Route?) throws -> [ClaimedRow]
+
+    /// Dead-letters the pending rows whose `destination` names none of `known` (NULL is
+    /// always known: the default destination's), with a reason naming it; `dead redrive`
+    /// sends them again once it is configured. Returns the rows per unknown name.
+    @discardableResult
+    func deadLetterUnknownDestinations(known: [String], now: UnixMillis) throws -> [String: Int]
+
+    /// Rows not yet final and dead rows per destination (NULL: the default), for `status`.
+    func destinationBacklogs() throws -> [DestinationBacklog]
 
     /// Applies outcomes to rows `owner` holds, in one transaction. Returns how many rows
     /// changed; rows no longer held by `owner` are left as they are.
@@ -98,9 +110,48 @@ extension OutboxStore {
         try deadLetters(since: nil, limit: limit)
     }
 
-    /// A claim that may take suspects.
+    /// A claim that may take suspects, of any destination.
     public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis) throws -> [ClaimedRow] {
-        try claim(limit: limit, owner: owner, leaseUntil: leaseUntil, now: now, suspects: true)
+        try claim(limit: limit, owner: owner, leaseUntil: leaseUntil, now: now, suspects: true, route: nil)
+    }
+
+    /// A claim of any destination's rows.
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow] {
+        try claim(limit: limit, owner: owner, leaseUntil: leaseUntil, now: now, suspects: suspects, route: nil)
+    }
+}
+
+/// The rows of one destination: those whose `destination` is `name`, and — for the default
+/// destination — those whose `destination` is NULL.
+public struct Route: Sendable, Equatable, Hashable {
+    public var name: String
+    public var includingUnrouted: Bool
+    public init(name: String, includingUnrouted: Bool) {
+        self.name = name
+        self.includingUnrouted = includingUnrouted
+    }
+
+    public func matches(_ destination: String?) -> Bool {
+        destination.map { $0 == name } ?? includingUnrouted
+    }
+
+    /// Why a row for an unconfigured destination is dead (the name escaped and bounded).
+    public static func unknownReason(_ destination: String, known: [String]) -> String {
+        "destination '\(SafeText.escapingControls(String(destination.prefix(100))))' is not configured (configured: \(known.joined(separator: ", "))); add it to destinations:, restart, then dead redrive these rows"
+    }
+}
+
+public struct DestinationBacklog: Sendable, Equatable {
+    /// `nil`: rows whose destination is NULL (the default destination).
+    public var destination: String?
+    public var pending = 0
+    public var inflight = 0
+    public var dead = 0
+    public init(destination: String?, pending: Int = 0, inflight: Int = 0, dead: Int = 0) {
+        self.destination = destination
+        self.pending = pending
+        self.inflight = inflight
+        self.dead = dead
     }
 }
 
@@ -121,9 +172,12 @@ public struct Backlog: Sendable, Equatable {
 public struct NewEvent: Sendable, Equatable {
     public var eventID: String
     public var payload: String
-    public init(eventID: String, payload: String) {
+    /// The destination column (`nil`: the default destination).
+    public var destination: String?
+    public init(eventID: String, payload: String, destination: String? = nil) {
         self.eventID = eventID
         self.payload = payload
+        self.destination = destination
     }
 }
 

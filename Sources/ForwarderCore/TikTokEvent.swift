@@ -7,10 +7,47 @@ public struct TikTokEvent: Sendable, Equatable {
     public var event: String
     public var eventTime: Int64
     public var eventID: String
+    /// The request's `event_source` this event goes out with (not written in the event).
+    public var source: EventSource = .web
     public var user = User()
     public var page = Page(url: "")
     public var properties = Properties()
     public var limitedDataUse: Bool?
+    /// App events: `app`, `ad`. CRM events: `lead`.
+    public var app = App()
+    public var ad = Ad()
+    public var lead = Lead()
+
+    public struct App: Sendable, Equatable {
+        public var appID: String?
+        public var appName: String?
+        public var appVersion: String?
+        public init(appID: String? = nil, appName: String? = nil, appVersion: String? = nil) {
+            self.appID = appID
+            self.appName = appName
+            self.appVersion = appVersion
+        }
+    }
+
+    public struct Ad: Sendable, Equatable {
+        public var callback: String?
+        public var campaignID: String?
+        public var adID: String?
+        public var creativeID: String?
+        public var isRetargeting: Bool?
+        public var attributed: Bool?
+        public var attributionType: String?
+        public var attributionProvider: String?
+    }
+
+    public struct Lead: Sendable, Equatable {
+        public var leadID: String?
+        public var leadEventSource: String?
+        public init(leadID: String? = nil, leadEventSource: String? = nil) {
+            self.leadID = leadID
+            self.leadEventSource = leadEventSource
+        }
+    }
 
     public struct User: Sendable, Equatable {
         public var emails: [String] = []
@@ -21,6 +58,11 @@ public struct TikTokEvent: Sendable, Equatable {
         public var ip: String?
         public var userAgent: String?
         public var locale: String?
+        /// App events: device advertising ids (raw, normalised; or SHA-256) and iOS tracking status.
+        public var idfa: String?
+        public var idfv: String?
+        public var gaid: String?
+        public var attStatus: String?
     }
 
     public struct Page: Sendable, Equatable {
@@ -35,9 +77,12 @@ public struct TikTokEvent: Sendable, Equatable {
         public var brand: String?
         public var price: Double?
         public var quantity: Int64?
+        /// Per item `content_type` (product or product_group), when the item says.
+        public var contentType: String?
 
         public init(contentID: String? = nil, contentName: String? = nil, contentCategory: String? = nil,
-                    brand: String? = nil, price: Double? = nil, quantity: Int64? = nil) {
+                    brand: String? = nil, price: Double? = nil, quantity: Int64? = nil, contentType: String? = nil) {
+            self.contentType = contentType
             self.contentID = contentID
             self.contentName = contentName
             self.contentCategory = contentCategory
@@ -98,12 +143,38 @@ public struct TikTokEvent: Sendable, Equatable {
         fields.string("ip", user.ip, &w)
         fields.string("user_agent", user.userAgent, &w)
         fields.string("locale", user.locale, &w)
+        fields.string("idfa", user.idfa, &w)
+        fields.string("idfv", user.idfv, &w)
+        fields.string("gaid", user.gaid, &w)
+        fields.string("att_status", user.attStatus, &w)
         for custom in customUser { fields.key(custom.key, &w); w.value(custom.value) }
         fields.close(&w)
 
         fields = FieldList(",\"page\":{")
         fields.string("url", page.url, &w)
         fields.string("referrer", page.referrer, &w)
+        fields.close(&w)
+
+        fields = FieldList(",\"app\":{")
+        fields.string("app_id", app.appID, &w)
+        fields.string("app_name", app.appName, &w)
+        fields.string("app_version", app.appVersion, &w)
+        fields.close(&w)
+
+        fields = FieldList(",\"ad\":{")
+        fields.string("callback", ad.callback, &w)
+        fields.string("campaign_id", ad.campaignID, &w)
+        fields.string("ad_id", ad.adID, &w)
+        fields.string("creative_id", ad.creativeID, &w)
+        fields.bool("is_retargeting", ad.isRetargeting, &w)
+        fields.bool("attributed", ad.attributed, &w)
+        fields.string("attribution_type", ad.attributionType, &w)
+        fields.string("attribution_provider", ad.attributionProvider, &w)
+        fields.close(&w)
+
+        fields = FieldList(",\"lead\":{")
+        fields.string("lead_id", lead.leadID, &w)
+        fields.string("lead_event_source", lead.leadEventSource, &w)
         fields.close(&w)
 
         fields = FieldList(",\"properties\":{")
@@ -119,6 +190,7 @@ public struct TikTokEvent: Sendable, Equatable {
                 inner.string("brand", content.brand, &w)
                 inner.number("price", content.price, &w)
                 inner.integer("quantity", content.quantity, &w)
+                inner.string("content_type", content.contentType, &w)
                 inner.close(&w, always: true)
             }
             w.raw(UInt8(ascii: "]"))
@@ -210,6 +282,11 @@ private struct FieldList {
     mutating func number(_ name: StaticString, _ value: Double?, _ w: inout JSONWriter) {
         guard let value else { return }
         key(name, &w); w.number(value)
+    }
+
+    mutating func bool(_ name: StaticString, _ value: Bool?, _ w: inout JSONWriter) {
+        guard let value else { return }
+        key(name, &w); w.bool(value)
     }
 
     mutating func integer(_ name: StaticString, _ value: Int64?, _ w: inout JSONWriter) {

@@ -5,9 +5,10 @@ public enum TrackRequest {
 
     /// `{"event_source":"web","event_source_id":…,"test_event_code":…,"data":[…]}` around
     /// events already encoded by ``TikTokEvent/encode(into:)``.
-    public static func body<Event: Collection<UInt8>>(pixelCode: String, testEventCode: String?, partnerName: String? = nil, events: [Event]) -> [UInt8] {
+    public static func body<Event: Collection<UInt8>>(source: EventSource = .web, sourceID: String, testEventCode: String?, partnerName: String? = nil,
+                                                      events: [Event]) -> [UInt8] {
         var w = JSONWriter(capacity: events.reduce(128) { $0 + $1.count + 1 })
-        writeHead(pixelCode: pixelCode, testEventCode: testEventCode, partnerName: partnerName, into: &w)
+        writeHead(source: source, sourceID: sourceID, testEventCode: testEventCode, partnerName: partnerName, into: &w)
         for (i, event) in events.enumerated() {
             if i > 0 { w.raw(UInt8(ascii: ",")) }
             w.raw(event)
@@ -18,9 +19,12 @@ public enum TrackRequest {
 
     /// Everything before the first event: `{"event_source":"web",…,"data":[`.
     /// `partnerName`: TikTok's optional integration tag, sent only when configured.
-    public static func writeHead(pixelCode: String, testEventCode: String?, partnerName: String? = nil, into w: inout JSONWriter) {
-        w.raw("{\"event_source\":\"web\",\"event_source_id\":")
-        w.string(pixelCode)
+    /// `sourceID`: the pixel code (web), the TikTok App ID (app) or the event set id.
+    public static func writeHead(source: EventSource = .web, sourceID: String, testEventCode: String?, partnerName: String? = nil, into w: inout JSONWriter) {
+        w.raw("{\"event_source\":")
+        w.string(source.rawValue)
+        w.raw(",\"event_source_id\":")
+        w.string(sourceID)
         if let testEventCode, !testEventCode.isEmpty {
             w.raw(",\"test_event_code\":")
             w.string(testEventCode)

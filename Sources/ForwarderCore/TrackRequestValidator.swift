@@ -12,6 +12,10 @@ public enum TrackRequestValidator {
         guard let pixel = request["event_source_id"]?.stringValue, !pixel.isEmpty else {
             return "event_source_id: not a valid string"
         }
+        let kind = EventSource(rawValue: source)!
+        guard kind.accepts(id: pixel) else {
+            return "event_source_id: Invalid value for event_source_id (\(source) events take a \(kind.idName)\(kind == .web ? ", not a number" : ", a number"))"
+        }
         if let code = request["test_event_code"], code != .null, code.stringValue == nil {
             return "test_event_code: not a valid string"
         }
@@ -22,14 +26,18 @@ public enum TrackRequestValidator {
         guard !events.isEmpty else { return "data: must contain at least 1 event" }
         guard events.count <= TrackRequest.maximumEvents else { return "data: must contain at most 1000 events" }
         for (i, event) in events.enumerated() {
-            if let problem = problem(inEvent: event, web: source == "web") { return "data.\(i).\(problem)" }
+            if let problem = problem(inEvent: event, source: kind) { return "data.\(i).\(problem)" }
         }
         return nil
     }
 
-    private static func problem(inEvent event: JSON, web: Bool) -> String? {
+    private static func problem(inEvent event: JSON, source: EventSource) -> String? {
+        let web = source == .web
         guard case .object = event else { return "event: not an object" }
         guard let name = event["event"]?.stringValue, !name.trimmingWhitespace().isEmpty else { return "event: not a valid string" }
+        if source == .offline, !EventNamePreset.standardNames.contains(name) { return "event: offline events take standard event names only" }
+        if source == .crm, EventNamePreset.standardNames.contains(name) { return "event: CRM events take custom event names only" }
+        if let problem = sourceObjectsProblem(event, source: source) { return problem }
         guard case .number(let time)? = event["event_time"], let seconds = Int64(time), seconds > 0, seconds < 100_000_000_000 else {
             return "event_time: must be an integer Unix time in seconds"
         }
@@ -48,8 +56,20 @@ public enum TrackRequestValidator {
                     }
                 }
             }
-            for key in ["ttp", "ttclid", "ip", "user_agent", "locale"] {
+            for key in ["ttp", "ttclid", "ip", "user_agent", "locale", "idfa", "idfv", "gaid", "att_status"] {
                 if let v = fields[key], v.stringValue == nil { return "user.\(key): not a valid string" }
+            }
+            if !web, fields["ttp"] != nil || fields["ttclid"] != nil { return "user.\(fields["ttp"] != nil ? "ttp" : "ttclid"): only for web events" }
+            if source != .app, let key = ["idfa", "idfv", "gaid", "att_status"].first(where: { fields[$0] != nil }) { return "user.\(key): only for app events" }
+            for (key, upper) in [("idfa", true), ("gaid", false)] {
+                guard let id = fields[key]?.stringValue else { continue }
+                let hashed = id.utf8.count == 64 && id.utf8.allSatisfy { Normalise.isDigit($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+                guard hashed || Normalise.advertisingID(id, uppercase: upper) == id else {
+                    return "user.\(key): must be a device id (\(upper ? "upper" : "lower")case UUID) or its SHA-256"
+                }
+            }
+            if let status = fields["att_status"]?.stringValue, !["AUTHORIZED", "DENIED", "NOT_DETERMINED", "RESTRICTED", "NOT_APPLICABLE"].contains(status) {
+                return "user.att_status: must be AUTHORIZED, DENIED, NOT_DETERMINED, RESTRICTED or NOT_APPLICABLE"
             }
         }
         if web {
@@ -74,6 +94,9 @@ public enum TrackRequestValidator {
                 for (k, item) in items.enumerated() {
                     if let v = item["content_id"], v.stringValue == nil { return "properties.contents.\(k).content_id: not a valid string" }
                     if let v = item["price"], case .number = v {} else if item["price"] != nil { return "properties.contents.\(k).price: not a valid number" }
+                    if let v = item["content_type"], v.stringValue.map({ ContentType(rawValue: $0) == nil }) ?? true {
+                        return "properties.contents.\(k).content_type: must be product or product_group"
+                    }
                     if let v = item["quantity"] {
                         guard case .number(let q) = v, Int64(q) != nil else { return "properties.contents.\(k).quantity: not a valid integer" }
                     }
@@ -81,6 +104,28 @@ public enum TrackRequestValidator {
             }
         }
         if let ldu = event["limited_data_use"], case .bool = ldu {} else if event["limited_data_use"] != nil { return "limited_data_use: not a boolean" }
+        return nil
+    }
+
+    /// The `app`, `ad` and `lead` objects: each only for its source, with its required id.
+    private static func sourceObjectsProblem(_ event: JSON, source: EventSource) -> String? {
+        for (key, owner) in [("app", EventSource.app), ("ad", .app), ("lead", .crm)] {
+            guard let object = event[key] else {
+                if source == owner, key == "app" { return "app.app_id: required for app events" }
+                if source == owner, key == "lead" { return "lead.lead_id: required for CRM events" }
+                continue
+            }
+            guard source == owner else { return "\(key): only for \(owner == .app ? "app" : "CRM") events" }
+            guard case .object(let fields) = object else { return "\(key): not an object" }
+            for (field, value) in zip(fields.keys, fields.values) {
+                let boolean = key == "ad" && (field == "is_retargeting" || field == "attributed")
+                if boolean { if case .bool = value { continue } else { return "ad.\(field): not a boolean" } }
+                if value.stringValue == nil { return "\(key).\(field): not a valid string" }
+            }
+            if key == "app", fields["app_id"]?.stringValue?.isEmpty ?? true { return "app.app_id: required for app events" }
+            if key == "lead", fields["lead_id"]?.stringValue?.isEmpty ?? true { return "lead.lead_id: required for CRM events" }
+        }
+        if source != .web, event["page"] != nil, source == .app { return "page: not used by app events" }
         return nil
     }
 

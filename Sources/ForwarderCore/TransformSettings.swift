@@ -22,6 +22,14 @@ public struct TransformSettings: Sendable, Equatable {
     /// Custom user and event properties (`transform.map` / `transform.set` keys under `user.`
     /// or `properties.` that are not TikTok's standard ones), in configuration order.
     public var customFields: [CustomField] = []
+    /// Which TikTok event source the events are sent as (web unless configured).
+    public var eventSource: EventSourceSetting = .web
+    /// Which source events become `ViewContent` (`page_view`, `view_item` or both); `nil`
+    /// keeps the preset's table.
+    public var viewContent: ViewContentChoice?
+    /// Per source event name: fields mapped differently for that event only
+    /// (`transform.events.purchase.map: {properties.value: revenue}`).
+    public var eventOverrides: [String: EventOverride] = [:]
 
     public init() {}
 
@@ -34,12 +42,77 @@ public struct TransformSettings: Sendable, Equatable {
     /// the configuration): such events are skipped, never sent with a blank name.
     public static let doNotSend = ""
 
-    /// The TikTok name for a source `event_name`, or `nil` when it has none.
-    public func tiktokName(for sourceName: String) -> String? {
+    /// The TikTok name for a source `event_name` sent as `source`, or `nil` when it has none.
+    ///
+    /// Configured names win; then, for app events, the app names (`sign_up` → `Registration`);
+    /// then the preset (with the ViewContent choice). CRM events carry the producer's own
+    /// (custom) names unless configured.
+    public func tiktokName(for sourceName: String, source: EventSource = .web) -> String? {
         if let name = eventNames[sourceName] { return name == Self.doNotSend ? nil : name }
+        if source == .crm { return sourceName }
+        if let choice = viewContent, ViewContentChoice.sourceNames.contains(sourceName) {
+            return choice.includes(sourceName) ? "ViewContent" : nil
+        }
+        if source == .app, let name = EventNamePreset.appNames[sourceName] { return name }
         if let name = preset.table[sourceName] { return name }
         return forwardUnmapped ? sourceName : nil
     }
+}
+
+/// What sends `page_view` and `view_item` to TikTok as `ViewContent`.
+public enum ViewContentChoice: String, Sendable, CaseIterable {
+    case pageView = "page_view"
+    case viewItem = "view_item"
+    case both
+
+    static let sourceNames: Set<String> = ["page_view", "view_item", "view_content"]
+
+    func includes(_ sourceName: String) -> Bool {
+        switch self {
+        case .both: return true
+        case .pageView: return sourceName == "page_view"
+        case .viewItem: return sourceName != "page_view"
+        }
+    }
+}
+
+/// The event source of a TikTok request (`event_source`), each with its own kind of id.
+public enum EventSource: String, Sendable, CaseIterable, Hashable {
+    case web, app, offline, crm
+
+    /// What the `event_source_id` is for this source.
+    public var idName: String {
+        switch self {
+        case .web: return "pixel code"
+        case .app: return "TikTok App ID"
+        case .offline: return "offline event set ID"
+        case .crm: return "CRM event set ID"
+        }
+    }
+
+    /// Whether `id` has the form of this source's ids: app and event set ids are numbers,
+    /// pixel codes are not (a swapped id fails at TikTok with "Invalid value for event_source_id").
+    public func accepts(id: String) -> Bool {
+        let numeric = !id.isEmpty && id.utf8.allSatisfy(Normalise.isDigit)
+        return self == .web ? !id.isEmpty && !numeric : numeric
+    }
+}
+
+/// A destination's event source: one fixed source, or `auto` (per event: the event's
+/// `partners.tiktok.event_source`, else `app` when it carries a non-empty `context.app`,
+/// else `web`).
+public enum EventSourceSetting: String, Sendable, CaseIterable, Equatable {
+    case web, app, offline, crm, auto
+
+    public var fixed: EventSource? { EventSource(rawValue: rawValue) }
+}
+
+/// Fields mapped differently for one source event name.
+public struct EventOverride: Sendable, Equatable {
+    public var mapping: [TargetField: FieldSource] = [:]
+    /// Custom properties of this event only; one of the same key replaces the general one.
+    public var customFields: [CustomField] = []
+    public init() {}
 }
 
 public enum ContentType: String, Sendable, CaseIterable {
@@ -47,13 +120,21 @@ public enum ContentType: String, Sendable, CaseIterable {
     case productGroup = "product_group"
 }
 
-/// Where a target field's value comes from.
-public enum FieldSource: Sendable, Equatable {
-    /// The first of these paths (dot-separated keys; digits index arrays) that holds a
-    /// non-empty value.
-    case paths([[String]])
+/// Where a target field's value comes from: the first of `paths` (dot-separated keys; digits
+/// index arrays) that holds a usable value, else `constant` (a fallback, or the value itself
+/// when there are no paths).
+public struct FieldSource: Sendable, Equatable {
+    public var paths: [[String]]
+    public var constant: JSON?
+
+    public init(paths: [[String]], constant: JSON? = nil) {
+        self.paths = paths
+        self.constant = constant
+    }
+
+    public static func paths(_ paths: [[String]]) -> FieldSource { FieldSource(paths: paths) }
     /// Always this value.
-    case constant(JSON)
+    public static func constant(_ value: JSON) -> FieldSource { FieldSource(paths: [], constant: value) }
 
     /// Parses `a.b,c.d` into two paths.
     public static func parsePaths(_ text: String) -> FieldSource? {
@@ -62,6 +143,11 @@ public enum FieldSource: Sendable, Equatable {
         }
         guard !paths.isEmpty, paths.allSatisfy({ !$0.isEmpty && $0.allSatisfy { !$0.isEmpty } }) else { return nil }
         return .paths(paths)
+    }
+
+    /// How `transform` names this source for a marketer: the path, or the constant.
+    static func describe(_ path: [String]?) -> String {
+        path.map { $0.joined(separator: ".") } ?? "constant (transform.set)"
     }
 }
 
@@ -78,6 +164,26 @@ public enum EventNamePreset: String, Sendable, CaseIterable {
         case .current: return Self.currentTable
         }
     }
+
+    /// App event names (the current Commanders Act destination), for app events only.
+    public static let appNames: [String: String] = [
+        "sign_up": "Registration",
+        "generate_lead": "GenerateLead",
+        "login": "Login",
+        "rate": "Rate",
+        "install_app": "InstallApp",
+        "launch_app": "LaunchAPP",
+        "achieve_level": "AchieveLevel",
+    ]
+
+    /// TikTok's standard event names (current and the legacy ones it still accepts): the only
+    /// names offline events may carry, and names CRM events may not.
+    public static let standardNames: Set<String> = [
+        "AddPaymentInfo", "AddToCart", "AddToWishlist", "ApplicationApproval", "CompleteRegistration", "Contact",
+        "CustomizeProduct", "Download", "FindLocation", "InitiateCheckout", "Lead", "Purchase", "Schedule", "Search",
+        "StartTrial", "SubmitApplication", "Subscribe", "ViewContent",
+        "CompletePayment", "SubmitForm", "ClickButton", "PlaceAnOrder",
+    ]
 
     private static let classicTable: [String: String] = [
         "add_payment_info": "AddPaymentInfo",
@@ -163,8 +269,24 @@ public enum TargetField: String, Sendable, CaseIterable {
     /// Fields filled from the first path holding usable text (the others take any value).
     public var isText: Bool {
         switch self {
-        case .eventTime, .userEmail, .userPhone, .userExternalID, .contents, .value, .limitedDataUse: return false
+        case .eventTime, .userEmail, .userPhone, .userExternalID, .contents, .value, .limitedDataUse,
+             .adIsRetargeting, .adAttributed, .itemPrice, .itemQuantity: return false
         default: return true
+        }
+    }
+
+    /// Fields of each element of `properties.contents`, whose paths are read in each source
+    /// item (`price`, `product.price`), not in the whole event.
+    public var isItemField: Bool { rawValue.hasPrefix("properties.contents.") }
+
+    /// The event sources a field is sent for (`nil`: all of them).
+    public var onlyFor: Set<EventSource>? {
+        switch self {
+        case .pageURL, .pageReferrer, .userTTP, .userTTCLID: return [.web]
+        case .appID, .appName, .appVersion, .adCallback, .adCampaignID, .adID, .adCreativeID, .adIsRetargeting, .adAttributed,
+             .adAttributionType, .adAttributionProvider, .userIDFA, .userIDFV, .userGAID, .userATTStatus: return [.app]
+        case .leadID, .leadEventSource: return [.crm]
+        default: return nil
         }
     }
 
@@ -190,6 +312,33 @@ public enum TargetField: String, Sendable, CaseIterable {
     case status = "properties.status"
     case shopID = "properties.shop_id"
     case limitedDataUse = "limited_data_use"
+    // App events: the app, the ad that brought the install, device ids.
+    case appID = "app.app_id"
+    case appName = "app.app_name"
+    case appVersion = "app.app_version"
+    case adCallback = "ad.callback"
+    case adCampaignID = "ad.campaign_id"
+    case adID = "ad.ad_id"
+    case adCreativeID = "ad.creative_id"
+    case adIsRetargeting = "ad.is_retargeting"
+    case adAttributed = "ad.attributed"
+    case adAttributionType = "ad.attribution_type"
+    case adAttributionProvider = "ad.attribution_provider"
+    case userIDFA = "user.idfa"
+    case userIDFV = "user.idfv"
+    case userGAID = "user.gaid"
+    case userATTStatus = "user.att_status"
+    // CRM events.
+    case leadID = "lead.lead_id"
+    case leadEventSource = "lead.lead_event_source"
+    // Each element of properties.contents, from each source item.
+    case itemID = "properties.contents.content_id"
+    case itemName = "properties.contents.content_name"
+    case itemCategory = "properties.contents.content_category"
+    case itemBrand = "properties.contents.brand"
+    case itemPrice = "properties.contents.price"
+    case itemQuantity = "properties.contents.quantity"
+    case itemContentType = "properties.contents.content_type"
 
     /// The spec's default source paths (§3), in order.
     public var defaultPaths: [[String]] {
@@ -216,6 +365,26 @@ public enum TargetField: String, Sendable, CaseIterable {
         case .status: paths = ["status", "properties.status"]
         case .shopID: paths = ["partners.tiktok.shop_id"]
         case .limitedDataUse: paths = ["partners.tiktok.ldu"]
+        case .appID: paths = ["context.app.namespace", "app.namespace"]
+        case .appName: paths = ["context.app.name", "app.name"]
+        case .appVersion: paths = ["context.app.version", "app.version"]
+        case .adCallback, .adCampaignID, .adID, .adCreativeID, .adIsRetargeting, .adAttributed, .adAttributionType, .adAttributionProvider:
+            let key = rawValue.dropFirst(3)
+            paths = ["partners.tiktok.ad.\(key)", "context.ad.\(key)"]
+        // IDFA / GAID also come from context.device.advertising_id, by platform (Transformer).
+        case .userIDFA: paths = ["context.device.idfa", "device.idfa"]
+        case .userGAID: paths = ["context.device.gaid", "device.gaid"]
+        case .userIDFV: paths = ["context.device.idfv", "device.idfv"]
+        case .userATTStatus: paths = ["context.device.att_status", "device.att_status"]
+        case .leadID: paths = ["lead_id", "properties.lead_id", "partners.tiktok.lead_id"]
+        case .leadEventSource: paths = ["lead_event_source", "properties.lead_event_source", "partners.tiktok.lead_event_source"]
+        case .itemID: paths = ["id", "product.id"]
+        case .itemName: paths = ["product.name"]
+        case .itemCategory: paths = ["product.category_1"]
+        case .itemBrand: paths = ["product.brand"]
+        case .itemPrice: paths = ["price", "product.price"]
+        case .itemQuantity: paths = ["quantity"]
+        case .itemContentType: paths = ["content_type"]
         }
         return paths.map { $0.split(separator: ".").map(String.init) }
     }

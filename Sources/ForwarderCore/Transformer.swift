@@ -16,11 +16,35 @@ public enum TransformOutcome: Sendable, Equatable {
 public final class Transformer {
     public let settings: TransformSettings
     private let hasher = SHA256Hasher()
-    private let sources: [TargetField: FieldSource]
+
+    /// Where each field comes from, for the events of one source event name.
+    private struct Plan {
+        var sources: [TargetField: FieldSource]
+        var customFields: [CustomField]
+        /// IDFA and GAID fall back to `context.device.advertising_id` while not re-mapped.
+        var advertisingIDFallback: Bool
+    }
+
+    private let basePlan: Plan
+    /// Plans of the event names with per-event overrides (`transform.events.NAME.map`).
+    private let eventPlans: [String: Plan]
 
     public init(settings: TransformSettings = TransformSettings()) {
         self.settings = settings
-        sources = Dictionary(uniqueKeysWithValues: TargetField.allCases.map { ($0, settings.source(for: $0)) })
+        let base = Plan(sources: Dictionary(uniqueKeysWithValues: TargetField.allCases.map { ($0, settings.source(for: $0)) }),
+                        customFields: settings.customFields,
+                        advertisingIDFallback: settings.mapping[.userIDFA] == nil && settings.mapping[.userGAID] == nil)
+        basePlan = base
+        eventPlans = settings.eventOverrides.mapValues { override in
+            var plan = base
+            plan.sources.merge(override.mapping) { _, new in new }
+            for custom in override.customFields {
+                plan.customFields.removeAll { $0.object == custom.object && $0.key == custom.key }
+                plan.customFields.append(custom)
+            }
+            if override.mapping[.userIDFA] != nil || override.mapping[.userGAID] != nil { plan.advertisingIDFallback = false }
+            return plan
+        }
     }
 
     /// Transforms one outbox payload.
@@ -45,6 +69,18 @@ public final class Transformer {
         transform(payload: Array(payload.utf8), eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
     }
 
+    /// The event source `source` goes out as: the configured one, or by autodiscovery
+    /// (`partners.tiktok.event_source`, else `app` for a non-empty `context.app`, else `web`).
+    public func eventSource(of source: JSON) -> EventSource {
+        if let fixed = settings.eventSource.fixed { return fixed }
+        if let named = source.value(at: ["partners", "tiktok", "event_source"]).flatMap(Normalise.text),
+           let chosen = EventSource(rawValue: named.lowercased()) {
+            return chosen
+        }
+        if let app = source["context"]?["app"], case .object = app, Normalise.isPresent(app) { return .app }
+        return .web
+    }
+
     public func transform(source: JSON, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
         guard case .object = source else { return .rejected(reason: "payload is not a JSON object") }
         guard let rawName = source["event_name"] else { return .rejected(reason: "payload has no event_name") }
@@ -53,18 +89,32 @@ public final class Transformer {
         guard !sourceName.isEmpty else { return .rejected(reason: "event_name is empty") }
         let trimmedID = eventID.trimmingWhitespace()
         guard !trimmedID.isEmpty else { return .rejected(reason: "event_id is empty") }
+        let quotedName = "'\(String(sourceName.prefix(64)))'"
         if settings.eventNames[sourceName] == TransformSettings.doNotSend {
-            return .skipped(reason: "event name '\(String(sourceName.prefix(64)))' is mapped to nothing (transform.events: false)")
+            return .skipped(reason: "event name \(quotedName) is mapped to nothing (transform.events: false)")
         }
-        guard let eventName = settings.tiktokName(for: sourceName) else {
-            return .skipped(reason: "event name '\(String(sourceName.prefix(64)))' has no TikTok mapping")
+        let eventSource = eventSource(of: source)
+        guard let eventName = settings.tiktokName(for: sourceName, source: eventSource) else {
+            if settings.viewContent != nil, ViewContentChoice.sourceNames.contains(sourceName) {
+                return .skipped(reason: "event name \(quotedName) is not sent as ViewContent (transform.view_content: \(settings.viewContent!.rawValue))")
+            }
+            return .skipped(reason: "event name \(quotedName) has no TikTok mapping")
         }
+        switch eventSource {
+        case .offline where !EventNamePreset.standardNames.contains(eventName):
+            return .rejected(reason: "offline events take TikTok's standard event names only; \(quotedName) became '\(String(eventName.prefix(64)))' (map it in transform.events)")
+        case .crm where EventNamePreset.standardNames.contains(eventName):
+            return .rejected(reason: "CRM events take custom event names only; \(quotedName) became the standard name '\(eventName)' (map it in transform.events)")
+        default:
+            break
+        }
+        let plan = eventPlans[sourceName] ?? basePlan
 
         var warnings: [String] = []
 
         // event_time: the time the event happened, never the time it is sent.
         var eventTime: Int64?
-        if let raw = resolve(.eventTime, in: source) {
+        if let raw = resolve(.eventTime, in: source, plan) {
             eventTime = EventTime.seconds(from: raw)
             if eventTime == nil {
                 warnings.append("event_time: not a Unix time or ISO 8601 date-time with offset; used the insert time")
@@ -78,45 +128,63 @@ public final class Transformer {
         }
 
         var event = TikTokEvent(event: eventName, eventTime: eventTime, eventID: trimmedID)
+        event.source = eventSource
 
-        // page.url is required for web events.
-        if let url = resolveText(.pageURL, in: source) ?? settings.defaultPageURL {
-            event.page.url = url
-        } else {
-            return .rejected(reason: "no page URL (TikTok requires page.url for web events; set default_page_url)")
+        if eventSource == .web {
+            // page.url is required for web events; page, ttp and ttclid are web-only.
+            if let url = resolveText(.pageURL, in: source, plan) ?? settings.defaultPageURL {
+                event.page.url = url
+            } else {
+                return .rejected(reason: "no page URL (TikTok requires page.url for web events; set default_page_url)")
+            }
+            event.page.referrer = resolveText(.pageReferrer, in: source, plan)
+            event.user.ttp = resolveText(.userTTP, in: source, plan) ?? Cookies.value(named: "_ttp", in: source)
+            event.user.ttclid = resolveText(.userTTCLID, in: source, plan)
+                ?? Cookies.value(named: "ttclid", in: source)
+                ?? URLQuery.value(named: "ttclid", in: event.page.url)
         }
-        event.page.referrer = resolveText(.pageReferrer, in: source)
 
         // user: hashed matching keys.
-        event.user.emails = hashedValues(.userEmail, in: source, warnings: &warnings, normalise: Normalise.email)
-        event.user.phones = hashedValues(.userPhone, in: source, warnings: &warnings) { [settings] in
+        event.user.emails = hashedValues(.userEmail, in: source, plan, warnings: &warnings, normalise: Normalise.email)
+        event.user.phones = hashedValues(.userPhone, in: source, plan, warnings: &warnings) { [settings] in
             Normalise.phone($0, defaultCountryCode: settings.defaultPhoneCountryCode)
         }
         let lowercaseID = settings.lowercaseExternalID
-        event.user.externalIDs = hashedValues(.userExternalID, in: source, warnings: &warnings) {
+        event.user.externalIDs = hashedValues(.userExternalID, in: source, plan, warnings: &warnings) {
             lowercaseID ? $0.lowercased() : $0
         }
 
         // user: keys sent as they are.
-        event.user.ttp = resolveText(.userTTP, in: source) ?? Cookies.value(named: "_ttp", in: source)
-        event.user.ttclid = resolveText(.userTTCLID, in: source)
-            ?? Cookies.value(named: "ttclid", in: source)
-            ?? URLQuery.value(named: "ttclid", in: event.page.url)
-        if let ip = resolveText(.userIP, in: source) {
+        if let ip = resolveText(.userIP, in: source, plan) {
             if Normalise.isIPAddress(ip) { event.user.ip = ip } else { warnings.append("user.ip: not an IPv4 or IPv6 address; dropped") }
         }
-        event.user.userAgent = resolveText(.userAgent, in: source)
-        event.user.locale = resolveText(.userLocale, in: source).map { $0.replacingUnderscores() }
+        event.user.userAgent = resolveText(.userAgent, in: source, plan)
+        event.user.locale = resolveText(.userLocale, in: source, plan).map { $0.replacingUnderscores() }
+
+        switch eventSource {
+        case .app:
+            fillApp(&event, from: source, plan, warnings: &warnings)
+            guard event.app.appID != nil else {
+                return .rejected(reason: "no app id (TikTok requires app.app_id for app events: context.app.namespace, or map app.app_id)")
+            }
+        case .crm:
+            event.lead.leadID = resolveText(.leadID, in: source, plan)
+            event.lead.leadEventSource = resolveText(.leadEventSource, in: source, plan)
+            guard event.lead.leadID != nil else {
+                return .rejected(reason: "no lead id (TikTok requires lead.lead_id for CRM events: lead_id, properties.lead_id, or map lead.lead_id)")
+            }
+        case .web, .offline: break
+        }
 
         // properties
-        if let items = resolve(.contents, in: source) {
+        if let items = resolve(.contents, in: source, plan) {
             if case .array(let elements) = items {
-                fillContents(from: elements, into: &event.properties, warnings: &warnings)
+                fillContents(from: elements, plan, into: &event.properties, warnings: &warnings)
             } else {
                 warnings.append("properties.contents: items is not an array; dropped")
             }
         }
-        if let type = resolveText(.contentType, in: source) {
+        if let type = resolveText(.contentType, in: source, plan) {
             if let known = ContentType(rawValue: type) {
                 event.properties.contentType = known.rawValue
             } else {
@@ -126,7 +194,7 @@ public final class Transformer {
         if event.properties.contentType == nil, !event.properties.contents.isEmpty || !event.properties.contentIDs.isEmpty {
             event.properties.contentType = settings.contentType.rawValue
         }
-        if let currency = resolveText(.currency, in: source) {
+        if let currency = resolveText(.currency, in: source, plan) {
             let code = currency.uppercased()
             if Currency.isSupported(code) {
                 event.properties.currency = code
@@ -134,26 +202,26 @@ public final class Transformer {
                 warnings.append("properties.currency: '\(String(currency.prefix(16)))' is not on TikTok's currency list; dropped")
             }
         }
-        if let raw = resolve(.value, in: source) {
+        if let raw = resolve(.value, in: source, plan) {
             if let value = Normalise.number(raw) {
                 event.properties.value = value
             } else {
                 warnings.append("properties.value: not a number; dropped")
             }
         }
-        event.properties.orderID = resolveText(.orderID, in: source)
-        event.properties.searchString = resolveText(.searchString, in: source)
-        event.properties.description = resolveText(.description, in: source)
-        event.properties.status = resolveText(.status, in: source)
-        event.properties.shopID = resolveText(.shopID, in: source)
-        if let raw = resolve(.limitedDataUse, in: source) {
+        event.properties.orderID = resolveText(.orderID, in: source, plan)
+        event.properties.searchString = resolveText(.searchString, in: source, plan)
+        event.properties.description = resolveText(.description, in: source, plan)
+        event.properties.status = resolveText(.status, in: source, plan)
+        event.properties.shopID = resolveText(.shopID, in: source, plan)
+        if let raw = resolve(.limitedDataUse, in: source, plan) {
             if let ldu = Normalise.bool(raw) {
                 event.limitedDataUse = ldu
             } else {
                 warnings.append("limited_data_use: not a boolean; dropped")
             }
         }
-        for custom in settings.customFields {
+        for custom in plan.customFields {
             guard let value = customValue(custom, in: source) else { continue }
             let entry = TikTokEvent.Custom(key: custom.key, value: value)
             if custom.object == .user { event.customUser.append(entry) } else { event.customProperties.append(entry) }
@@ -161,66 +229,126 @@ public final class Transformer {
         return .event(event, warnings: warnings)
     }
 
+    /// App events: the `app` and `ad` objects and the device ids.
+    private func fillApp(_ event: inout TikTokEvent, from source: JSON, _ plan: Plan, warnings: inout [String]) {
+        event.app.appID = resolveText(.appID, in: source, plan)
+        event.app.appName = resolveText(.appName, in: source, plan)
+        event.app.appVersion = resolveText(.appVersion, in: source, plan)
+        event.ad.callback = resolveText(.adCallback, in: source, plan)
+        event.ad.campaignID = resolveText(.adCampaignID, in: source, plan)
+        event.ad.adID = resolveText(.adID, in: source, plan)
+        event.ad.creativeID = resolveText(.adCreativeID, in: source, plan)
+        for (field, keyPath) in [(TargetField.adIsRetargeting, \TikTokEvent.Ad.isRetargeting), (.adAttributed, \.attributed)] {
+            guard let raw = resolve(field, in: source, plan) else { continue }
+            if let flag = Normalise.bool(raw) { event.ad[keyPath: keyPath] = flag } else { warnings.append("\(field.rawValue): not a boolean; dropped") }
+        }
+        event.ad.attributionType = resolveText(.adAttributionType, in: source, plan)
+        event.ad.attributionProvider = resolveText(.adAttributionProvider, in: source, plan)
+
+        var idfa = resolveText(.userIDFA, in: source, plan)
+        var gaid = resolveText(.userGAID, in: source, plan)
+        if plan.advertisingIDFallback, idfa == nil, gaid == nil,
+           let advertisingID = (source.value(at: ["context", "device", "advertising_id"]) ?? source.value(at: ["device", "advertising_id"])).flatMap(Normalise.text) {
+            switch Self.platform(of: source) {
+            case "ios": idfa = advertisingID
+            case "android": gaid = advertisingID
+            default: warnings.append("user.idfa/user.gaid: context.device.advertising_id given without a platform (context.device.os: iOS or Android); dropped")
+            }
+        }
+        if let idfa {
+            if let id = Normalise.advertisingID(idfa, uppercase: true) { event.user.idfa = id } else { warnings.append("user.idfa: not a device id (a UUID, not all zeros); dropped") }
+        }
+        if let gaid {
+            if let id = Normalise.advertisingID(gaid, uppercase: false) { event.user.gaid = id } else { warnings.append("user.gaid: not a device id (a UUID, not all zeros); dropped") }
+        }
+        event.user.idfv = resolveText(.userIDFV, in: source, plan)
+        if let raw = resolve(.userATTStatus, in: source, plan) {
+            if let status = Normalise.attStatus(raw) { event.user.attStatus = status } else {
+                warnings.append("user.att_status: not AUTHORIZED, DENIED, NOT_DETERMINED, RESTRICTED or NOT_APPLICABLE; dropped")
+            }
+        }
+    }
+
+    /// `ios`, `android` or `nil`, from `context.device.os` (a name, or an object with one) or
+    /// `context.app.platform`.
+    static func platform(of source: JSON) -> String? {
+        let candidates = [["context", "device", "os", "name"], ["context", "device", "os"], ["device", "os", "name"], ["device", "os"],
+                          ["context", "app", "platform"]]
+        for path in candidates {
+            guard let text = source.value(at: path).flatMap(Normalise.text)?.lowercased() else { continue }
+            if text.contains("android") { return "android" }
+            if ["ios", "ipados", "iphone", "ipad", "tvos", "watchos"].contains(where: { text.contains($0) }) { return "ios" }
+        }
+        return nil
+    }
+
     // MARK: - Resolution
 
-    /// The first non-empty value for `field`: the constant, or the first matching path.
-    private func resolve(_ field: TargetField, in source: JSON) -> JSON? {
-        switch sources[field]! {
-        case .constant(let value):
-            return Normalise.isPresent(value) ? value : nil
-        case .paths(let paths):
-            for path in paths {
-                if let value = source.value(at: path), Normalise.isPresent(value) { return value }
-            }
-            return nil
+    /// The first present value for `field`: along its paths, else its constant.
+    private func resolve(_ field: TargetField, in source: JSON, _ plan: Plan) -> JSON? {
+        let from = plan.sources[field]!
+        for path in from.paths {
+            if let value = source.value(at: path), Normalise.isPresent(value) { return value }
         }
+        if let constant = from.constant, Normalise.isPresent(constant) { return constant }
+        return nil
+    }
+
+    /// The first path whose value is usable text, else the constant: an object without a
+    /// usable `href` at `page.location`, say, falls through to the next path instead of
+    /// ending the search.
+    private func resolveText(_ field: TargetField, in source: JSON, _ plan: Plan) -> String? {
+        let from = plan.sources[field]!
+        for path in from.paths {
+            if let value = source.value(at: path), let text = Normalise.text(value) { return text }
+        }
+        return from.constant.flatMap(Normalise.text)
     }
 
     /// Which source path (or configured constant) supplies each TikTok field for `source`,
     /// by the same first-present rule the transform uses: what `transform` shows a marketer
-    /// checking an event against the pixel. Fields no path supplies are left out.
+    /// checking an event against the pixel. Fields no path supplies are left out; item
+    /// fields are shown for the first item.
     public func decisions(for source: JSON) -> [(field: String, source: String)] {
         var result: [(field: String, source: String)] = []
+        let name = source["event_name"].flatMap(Normalise.text) ?? ""
+        let plan = eventPlans[name] ?? basePlan
+        let eventSource = eventSource(of: source)
+        result.append(("event_source", settings.eventSource == .auto ? "\(eventSource.rawValue) (autodiscovered)" : eventSource.rawValue))
+        func supplier(_ from: FieldSource, in json: JSON, text: Bool) -> String? {
+            for path in from.paths {
+                guard let value = json.value(at: path) else { continue }
+                if text ? Normalise.text(value) != nil : Normalise.isPresent(value) { return path.joined(separator: ".") }
+            }
+            return from.constant.map { Normalise.isPresent($0) ? "constant (transform.set)" : nil } ?? nil
+        }
+        var firstItem: JSON?
+        if let items = resolve(.contents, in: source, plan), case .array(let elements) = items { firstItem = elements.first { if case .object = $0 { return true } else { return false } } }
         for field in TargetField.allCases {
-            switch sources[field]! {
-            case .constant(let value):
-                if Normalise.isPresent(value) { result.append((field.rawValue, "constant (transform.set)")) }
-            case .paths(let paths):
-                for path in paths {
-                    guard let value = source.value(at: path) else { continue }
-                    let usable = field.isText ? Normalise.text(value) != nil : Normalise.isPresent(value)
-                    if usable {
-                        result.append((field.rawValue, path.joined(separator: ".")))
-                        break
-                    }
-                }
+            if let only = field.onlyFor, !only.contains(eventSource) { continue }
+            if field.isItemField {
+                guard let firstItem, let found = supplier(plan.sources[field]!, in: firstItem, text: field.isText) else { continue }
+                result.append(("properties.contents.0." + field.rawValue.dropFirst("properties.contents.".count), "items.0.\(found)"))
+            } else if let found = supplier(plan.sources[field]!, in: source, text: field.isText) {
+                result.append((field.rawValue, found))
             }
         }
-        for custom in settings.customFields {
-            let target = "\(custom.object.rawValue).\(custom.key)"
-            switch custom.source {
-            case .constant(let value):
-                if Normalise.isPresent(value) { result.append((target, "constant (transform.set)")) }
-            case .paths(let paths):
-                if let path = paths.first(where: { source.value(at: $0).map(Normalise.isPresent) ?? false }) {
-                    result.append((target, path.joined(separator: ".") + (custom.hashed ? " (hashed)" : "")))
-                }
+        for custom in plan.customFields {
+            if let found = supplier(custom.source, in: source, text: false) {
+                result.append(("\(custom.object.rawValue).\(custom.key)", found + (custom.hashed ? " (hashed)" : "")))
             }
         }
         return result
     }
 
-    /// A custom property's value: the first present value (a constant, or along its paths),
-    /// strings trimmed; hashed like external_id when configured (a 64-hex value is kept).
+    /// A custom property's value: the first present value (along its paths, else its
+    /// constant), strings trimmed; hashed like external_id when configured (a 64-hex value is kept).
     private func customValue(_ custom: CustomField, in source: JSON) -> JSON? {
         var found: JSON?
-        switch custom.source {
-        case .constant(let value): found = Normalise.isPresent(value) ? value : nil
-        case .paths(let paths):
-            for path in paths {
-                if let value = source.value(at: path), Normalise.isPresent(value) { found = value; break }
-            }
+        for path in custom.source.paths {
+            if let value = source.value(at: path), Normalise.isPresent(value) { found = value; break }
         }
+        if found == nil, let constant = custom.source.constant, Normalise.isPresent(constant) { found = constant }
         guard let found else { return nil }
         if custom.hashed {
             guard let text = Normalise.text(found) else { return nil }
@@ -230,25 +358,11 @@ public final class Transformer {
         return found
     }
 
-    /// The first path whose value is usable text: an object without a usable `href` at
-    /// `page.location`, say, falls through to the next path instead of ending the search.
-    private func resolveText(_ field: TargetField, in source: JSON) -> String? {
-        switch sources[field]! {
-        case .constant(let value):
-            return Normalise.text(value)
-        case .paths(let paths):
-            for path in paths {
-                if let value = source.value(at: path), let text = Normalise.text(value) { return text }
-            }
-            return nil
-        }
-    }
-
     /// Normalises and hashes each value of a string-or-array field, dropping empties,
     /// invalid values (with one warning) and duplicates.
-    private func hashedValues(_ field: TargetField, in source: JSON, warnings: inout [String],
+    private func hashedValues(_ field: TargetField, in source: JSON, _ plan: Plan, warnings: inout [String],
                               normalise: (String) -> String?) -> [String] {
-        guard let raw = resolve(field, in: source) else { return [] }
+        guard let raw = resolve(field, in: source, plan) else { return [] }
         let elements: [JSON]
         if case .array(let array) = raw { elements = array } else { elements = [raw] }
         var result: [String] = []
@@ -275,24 +389,28 @@ public final class Transformer {
         return result
     }
 
-    private func fillContents(from items: [JSON], into properties: inout TikTokEvent.Properties, warnings: inout [String]) {
+    /// One content per source item, each field from the item's own paths.
+    private func fillContents(from items: [JSON], _ plan: Plan, into properties: inout TikTokEvent.Properties, warnings: inout [String]) {
         var badPrices = 0
         var badQuantities = 0
+        var badTypes = 0
         var numItems: Int64 = 0
         for item in items {
             guard case .object = item else { continue }
             numItems += 1
-            let product = item["product"]
             var content = TikTokEvent.Content()
-            content.contentID = item["id"].flatMap(Normalise.text) ?? product?["id"].flatMap(Normalise.text)
-            content.contentName = product?["name"].flatMap(Normalise.text)
-            content.contentCategory = product?["category_1"].flatMap(Normalise.text)
-            content.brand = product?["brand"].flatMap(Normalise.text)
-            if let raw = item["price"].flatMap(Normalise.presentValue) ?? product?["price"].flatMap(Normalise.presentValue) {
+            content.contentID = resolveText(.itemID, in: item, plan)
+            content.contentName = resolveText(.itemName, in: item, plan)
+            content.contentCategory = resolveText(.itemCategory, in: item, plan)
+            content.brand = resolveText(.itemBrand, in: item, plan)
+            if let raw = resolve(.itemPrice, in: item, plan) {
                 if let price = Normalise.number(raw) { content.price = price } else { badPrices += 1 }
             }
-            if let raw = item["quantity"].flatMap(Normalise.presentValue) {
+            if let raw = resolve(.itemQuantity, in: item, plan) {
                 if let quantity = Normalise.integer(raw) { content.quantity = quantity } else { badQuantities += 1 }
+            }
+            if let type = resolveText(.itemContentType, in: item, plan) {
+                if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
             }
             guard content != TikTokEvent.Content() else { continue }
             properties.contents.append(content)
@@ -301,6 +419,7 @@ public final class Transformer {
         if numItems > 0 { properties.numItems = numItems }
         if badPrices > 0 { warnings.append("properties.contents.price: \(badPrices) not a number; dropped") }
         if badQuantities > 0 { warnings.append("properties.contents.quantity: \(badQuantities) not an integer; dropped") }
+        if badTypes > 0 { warnings.append("properties.contents.content_type: \(badTypes) neither product nor product_group; dropped") }
     }
 }
 

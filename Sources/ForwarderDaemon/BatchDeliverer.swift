@@ -22,25 +22,54 @@ public struct SystemClock: WallClock {
 /// Every claimed row leaves `deliverOnce` settled (delivered, skipped, dead, retry) or
 /// released; only a crash leaves it `inflight`, for lease expiry to return it.
 public final class BatchDeliverer {
+    /// One destination as requests address it.
     public struct Target: Sendable {
-        public var pixelCode: String
+        public var name: String
+        /// The rows this destination claims.
+        public var route: Route
+        /// `event_source_id` per event source.
+        public var sourceIDs: [EventSource: String]
         public var testEventCode: String?
         public var partnerName: String?
-        public init(pixelCode: String, testEventCode: String?, partnerName: String? = nil) {
-            self.pixelCode = pixelCode
+
+        public init(name: String = Destination.defaultName, isDefault: Bool = true, sourceIDs: [EventSource: String], testEventCode: String?,
+                    partnerName: String? = nil) {
+            self.name = name
+            route = Route(name: name, includingUnrouted: isDefault)
+            self.sourceIDs = sourceIDs
             self.testEventCode = testEventCode
             self.partnerName = partnerName
+        }
+
+        /// A web pixel.
+        public init(pixelCode: String, testEventCode: String?, partnerName: String? = nil) {
+            self.init(sourceIDs: [.web: pixelCode], testEventCode: testEventCode, partnerName: partnerName)
+        }
+
+        public init(_ destination: Destination, isDefault: Bool) {
+            self.init(name: destination.name, isDefault: isDefault, sourceIDs: destination.sourceIDs, testEventCode: destination.testEventCode,
+                      partnerName: destination.partnerName)
+        }
+    }
+
+    /// A destination with what this worker needs to deliver to it.
+    public struct Lane {
+        public var target: Target
+        public var transformer: Transformer
+        public var token: @Sendable () -> String
+        public init(target: Target, transformer: Transformer, token: @escaping @Sendable () -> String) {
+            self.target = target
+            self.transformer = transformer
+            self.token = token
         }
     }
 
     let store: OutboxStore
     let transport: EventTransport
-    let transformer: Transformer
+    let lanes: [Lane]
     let settings: DeliverySettings
-    let target: Target
     let owner: String
     let control: DeliveryControl
-    let token: @Sendable () -> String
     let clock: WallClock
     let logger: Logger
     let metrics: DaemonMetrics
@@ -50,36 +79,72 @@ public final class BatchDeliverer {
     public var takesSuspects = true
     private var noteBudget = LogBudget()
 
-    public init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
-                owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
+    public init(store: OutboxStore, transport: EventTransport, lanes: [Lane], settings: DeliverySettings,
+                owner: String, control: DeliveryControl, clock: WallClock = SystemClock(),
                 logger: Logger, metrics: DaemonMetrics = DaemonMetrics(), random: @escaping () -> Double = { Double.random(in: 0..<1) }) {
+        precondition(!lanes.isEmpty, "a deliverer needs a destination")
         self.store = store
         self.transport = transport
-        self.transformer = transformer
+        self.lanes = lanes
         self.settings = settings
-        self.target = target
         self.owner = owner
         self.control = control
-        self.token = token
         self.clock = clock
         self.logger = logger
         self.metrics = metrics
         self.random = random
     }
 
+    /// One destination.
+    public convenience init(store: OutboxStore, transport: EventTransport, transformer: Transformer, settings: DeliverySettings, target: Target,
+                            owner: String, control: DeliveryControl, token: @escaping @Sendable () -> String, clock: WallClock = SystemClock(),
+                            logger: Logger, metrics: DaemonMetrics = DaemonMetrics(), random: @escaping () -> Double = { Double.random(in: 0..<1) }) {
+        self.init(store: store, transport: transport, lanes: [Lane(target: target, transformer: transformer, token: token)], settings: settings,
+                  owner: owner, control: control, clock: clock, logger: logger, metrics: metrics, random: random)
+    }
+
     /// A claimed row and where its encoded event sits in ``batch``.
     typealias Item = (row: ClaimedRow, event: Range<Int>)
 
-    /// The current batch's request body, written once: head, every event, tail. The first
+    /// One request's worth: the events of one event source, and their body as it is written.
+    struct Group {
+        var items: [Item] = []
+        var body: JSONWriter
+
+        /// Appends the event, unless the body would outgrow `maxBytes` (a first event always fits).
+        mutating func append(_ event: TikTokEvent, maxBytes: Int, row: ClaimedRow) -> Bool {
+            let mark = body.bytes.count
+            if !items.isEmpty { body.raw(UInt8(ascii: ",")) }
+            let start = body.bytes.count
+            event.encode(into: &body)
+            if !items.isEmpty, body.bytes.count + 2 > maxBytes {
+                body.bytes.removeSubrange(mark...)
+                return false
+            }
+            items.append((row, start..<body.bytes.count))
+            return true
+        }
+    }
+
+    /// The current request group's body, written once: head, every event, tail. The first
     /// request sends it as is; smaller requests (isolation) are cut from its event ranges.
     private var batch: [UInt8] = []
+    /// The destination (lane index) and event source of the requests being sent.
+    private var lane = 0
+    private var source = EventSource.web
 
-    /// Claims and handles one batch of at most `limit` rows; returns how many rows it claimed.
+    private var target: Target { lanes[lane].target }
+
+    /// Claims and handles one batch of at most `limit` rows of destination `destination`
+    /// (an index of the lanes); returns how many rows it claimed. The rows' events go out
+    /// in one request per event source (one, unless the destination discovers sources).
     @discardableResult
-    public func deliverOnce(limit: Int? = nil) throws -> Int {
+    public func deliverOnce(destination: Int = 0, limit: Int? = nil) throws -> Int {
+        lane = destination
+        let transformer = lanes[destination].transformer
         let now = clock.nowMillis()
         var rows = try store.claim(limit: limit ?? settings.maxBatchEvents, owner: owner, leaseUntil: now.adding(saturating: settings.leaseMillis),
-                                   now: now, suspects: takesSuspects)
+                                   now: now, suspects: takesSuspects, route: target.route)
         let claimed = rows.count
         guard claimed > 0 else { return 0 }
         // Requests start only while the lease leaves room for a whole one (and a margin).
@@ -92,18 +157,18 @@ public final class BatchDeliverer {
             try settle(refused.map { .dead(id: $0.0.id, AttemptRecord(error: $0.1)) }, now: now)
             control.record(dead: refused.count, now: now)
             for (row, reason) in refused {
-                metrics.events("dead", reason: DaemonMetrics.deadReason(reason), count: 1)
+                metrics.events("dead", reason: DaemonMetrics.deadReason(reason), count: 1, destination: target.name)
                 logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
             }
             let ids = Set(refused.map(\.0.id))
             rows.removeAll { ids.contains($0.id) }
         }
 
+        var groups: [EventSource: Group] = [:]
+        var order: [EventSource] = []
         var settlements: [Settlement] = []
-        var items: [Item] = []
         var overflow: [Int64] = []
-        var body = JSONWriter(capacity: rows.reduce(256) { $0 + $1.payload.count + 256 })
-        TrackRequest.writeHead(pixelCode: target.pixelCode, testEventCode: target.testEventCode, partnerName: target.partnerName, into: &body)
+        let capacity = rows.reduce(256) { $0 + $1.payload.count + 256 }
         for var row in rows {
             #if DEBUG
             Self.crashHookForTests(row)
@@ -118,16 +183,22 @@ public final class BatchDeliverer {
                 settlements.append(.dead(id: row.id, AttemptRecord(error: "rejected by the transform: \(reason)")))
                 logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
             case .event(let event, let warnings):
-                let mark = body.bytes.count
-                if !items.isEmpty { body.raw(UInt8(ascii: ",")) }
-                let start = body.bytes.count
-                event.encode(into: &body)
-                if !items.isEmpty, body.bytes.count + 2 > settings.maxBatchBytes {
-                    body.bytes.removeSubrange(mark...)  // does not fit: the next batch takes it
-                    overflow.append(row.id)
-                } else {
-                    items.append((row, start..<body.bytes.count))
+                guard let sourceID = target.sourceIDs[event.source] else {
+                    // Autodiscovery chose a source this destination has no id for.
+                    let reason = "an \(event.source.rawValue) event, but destination '\(target.name)' has no \(event.source.idName) (event_source_id: {\(event.source.rawValue): …}); configure it, then dead redrive"
+                    settlements.append(.dead(id: row.id, AttemptRecord(error: "rejected by the transform: \(reason)")))
+                    logger.warning("event dead-lettered", metadata: ["row": "\(row.id)", "event_id": "\(row.eventID)", "reason": "\(reason)"])
+                    continue
                 }
+                if groups[event.source] == nil {
+                    var body = JSONWriter(capacity: order.isEmpty ? capacity : 4_096)
+                    TrackRequest.writeHead(source: event.source, sourceID: sourceID, testEventCode: target.testEventCode,
+                                           partnerName: target.partnerName, into: &body)
+                    groups[event.source] = Group(body: body)
+                    order.append(event.source)
+                }
+                let fits = groups[event.source]!.append(event, maxBytes: settings.maxBatchBytes, row: row)
+                if !fits { overflow.append(row.id) }  // does not fit: the next batch takes it
                 if !warnings.isEmpty {
                     metrics.droppedFields(warnings)
                     note("optional fields dropped", now: now, ["event_id": "\(row.eventID)", "fields": "\(warnings.joined(separator: "; "))"])
@@ -139,18 +210,26 @@ public final class BatchDeliverer {
             try settle(settlements, now: now)
             let skipped = settlements.filter { if case .skipped = $0 { return true } else { return false } }.count
             control.record(skipped: skipped, dead: settlements.count - skipped, now: now)
-            metrics.events("skipped", count: skipped)
-            metrics.events("dead", reason: "transform", count: settlements.count - skipped)
+            metrics.events("skipped", count: skipped, destination: target.name)
+            metrics.events("dead", reason: "transform", count: settlements.count - skipped, destination: target.name)
         }
         if !overflow.isEmpty {
             try store.release(ids: overflow, owner: owner, now: now)
         }
-        if !items.isEmpty {
-            TrackRequest.writeTail(into: &body)
-            batch = body.bytes
-            body = JSONWriter(capacity: 0)
+        for eventSource in order {
+            guard var group = groups.removeValue(forKey: eventSource), !group.items.isEmpty else { continue }
+            if control.paused(destination: destination) != nil, !group.items.isEmpty, eventSource != order.first {
+                // An earlier group paused this destination: the rest waits with it.
+                try store.release(ids: group.items.map(\.row.id), owner: owner, now: clock.nowMillis())
+                control.record(released: group.items.count, now: clock.nowMillis())
+                continue
+            }
+            TrackRequest.writeTail(into: &group.body)
+            source = eventSource
+            batch = group.body.bytes
+            group.body = JSONWriter(capacity: 0)
             defer { batch = [] }
-            try send(items, sendDeadline: sendDeadline, wholeBatch: true)
+            try send(group.items, sendDeadline: sendDeadline, wholeBatch: true)
         }
         return claimed
     }
@@ -168,18 +247,18 @@ public final class BatchDeliverer {
             return 0
         }
         let body = wholeBatch ? batch
-            : TrackRequest.body(pixelCode: target.pixelCode, testEventCode: target.testEventCode, partnerName: target.partnerName,
-                                events: items.map { batch[$0.event] })
+            : TrackRequest.body(source: source, sourceID: target.sourceIDs[source] ?? "", testEventCode: target.testEventCode,
+                                partnerName: target.partnerName, events: items.map { batch[$0.event] })
         let started = ContinuousClock.now
         metrics.requestStarted()
-        let accessToken = token()
+        let accessToken = lanes[lane].token()
         let result = transport.post(body: body, accessToken: accessToken)
         metrics.requestFinished()
         let elapsed = ContinuousClock.now - started
         let now = clock.nowMillis()
         let (classified, status, code) = ResponseClassifier.classifyDetailed(result)
         let outcome = classified.redacting(accessToken)  // a peer may echo the token back
-        metrics.request(outcome: Self.name(outcome), code: code, events: items.count,
+        metrics.request(outcome: Self.name(outcome), code: code, events: items.count, destination: target.name,
                         nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
 
@@ -192,8 +271,8 @@ public final class BatchDeliverer {
                 return .delivered(id: item.row.id, kept)
             }, now: now)
             control.record(requests: 1, delivered: items.count, now: now)
-            metrics.events("delivered", count: items.count)
-            if control.resume() { logger.notice("delivery resumed: TikTok accepted a request") }
+            metrics.events("delivered", count: items.count, destination: target.name)
+            if control.resume(destination: lane) { logger.notice("delivery resumed: TikTok accepted a request", metadata: destinationMetadata) }
             return items.count
 
         case .invalidEvent(let index, let message):
@@ -203,10 +282,13 @@ public final class BatchDeliverer {
         case .configurationError(let reason):
             control.record(requests: 1, released: items.count, now: now)
             try store.release(ids: items.map(\.row.id), owner: owner, now: now)
-            if control.paused == nil {
-                logger.error("delivery paused: \(reason)", metadata: ["http_status": "\(status.map(String.init) ?? "-")", "tiktok_code": "\(code.map(String.init) ?? "-")"])
+            if control.paused(destination: lane) == nil {
+                var metadata = destinationMetadata
+                metadata["http_status"] = "\(status.map(String.init) ?? "-")"
+                metadata["tiktok_code"] = "\(code.map(String.init) ?? "-")"
+                logger.error("delivery paused: \(reason)", metadata: metadata)
             }
-            control.pause(reason: reason, probeAt: now + settings.probeIntervalMillis)
+            control.pause(reason: reason, probeAt: now + settings.probeIntervalMillis, destination: lane)
             return 0
 
         case .rateLimited(let reason, let retryAfter):
@@ -240,14 +322,14 @@ public final class BatchDeliverer {
         if items.count == 1 {
             try settle([.dead(id: items[0].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
             control.record(dead: 1, now: now)
-            metrics.events("dead", reason: "rejected", count: 1)
+            metrics.events("dead", reason: "rejected", count: 1, destination: target.name)
             logger.warning("event dead-lettered", metadata: ["event_id": "\(items[0].row.eventID)", "reason": "\(reason)"])
             return 0
         }
         if let index, items.indices.contains(index) {
             try settle([.dead(id: items[index].row.id, AttemptRecord(httpStatus: status, tiktokCode: code, error: reason))], now: now)
             control.record(dead: 1, now: now)
-            metrics.events("dead", reason: "rejected", count: 1)
+            metrics.events("dead", reason: "rejected", count: 1, destination: target.name)
             logger.warning("event dead-lettered", metadata: ["event_id": "\(items[index].row.eventID)", "reason": "\(reason)"])
             var rest = items
             rest.remove(at: index)
@@ -287,12 +369,17 @@ public final class BatchDeliverer {
                 deadRecord.error = why
                 settlements.append(.dead(id: row.id, deadRecord))
                 dead += 1
-                metrics.events("dead", reason: DaemonMetrics.deadReason(why), count: 1)
+                metrics.events("dead", reason: DaemonMetrics.deadReason(why), count: 1, destination: target.name)
                 logger.warning("event dead-lettered", metadata: ["event_id": "\(row.eventID)", "reason": "\(why)"])
             }
         }
         try settle(settlements, now: now)
         control.record(dead: dead, retried: items.count - dead, now: now)
+    }
+
+    /// Names the destination in log lines, once a daemon has more than one.
+    private var destinationMetadata: Logger.Metadata {
+        lanes.count > 1 ? ["destination": "\(target.name)"] : [:]
     }
 
     private func settle(_ settlements: [Settlement], now: UnixMillis) throws {

@@ -13,6 +13,8 @@ public enum ConfigValue: Sendable, Equatable {
 /// environment, then flags): a later scalar replaces an earlier one, tables merge by key.
 public struct ConfigLayers: Sendable {
     public private(set) var values: [String: (value: ConfigValue, origin: String)] = [:]
+    /// The `destinations:` list of the file, each entry's own keys (see ``Destination``).
+    public private(set) var destinations: [(layers: ConfigLayers, origin: String)] = []
 
     public init() {}
 
@@ -78,43 +80,80 @@ public struct ConfigLayers: Sendable {
         }
     }
 
-    private mutating func flatten(_ mapping: Node.Mapping, prefix: String, file: String) throws {
+    /// The keys one level of the file may hold: the top level, or one entry of `destinations:`.
+    struct Scope {
+        var scalars: Set<String>
+        var sections: Set<String>
+        var tables: Set<String>
+        var name: String
+
+        static let topLevel = Scope(scalars: Set(ConfigKeys.scalars), sections: ConfigKeys.sections, tables: ConfigKeys.tables,
+                                    name: "see tiktok-forwarder.example.yaml for the list")
+        static let destination = Scope(scalars: ConfigKeys.destinationScalars, sections: ["transform"], tables: ConfigKeys.destinationTables,
+                                       name: "a destination takes: \(ConfigKeys.destinationScalars.filter { !$0.hasPrefix("transform.") }.sorted().joined(separator: ", ")) and transform")
+    }
+
+    private mutating func flatten(_ mapping: Node.Mapping, prefix: String, file: String, scope: Scope = .topLevel, place: String = "") throws {
         for (keyNode, valueNode) in mapping {
             guard let name = keyNode.string else { throw ConfigurationError("\(file): a key is not a string") }
             let key = prefix + name
-            let origin = "\(file) (\(key))"
-            if ConfigKeys.tables.contains(key) {
+            let origin = "\(file) (\(place)\(key))"
+            if key == "destinations", scope.name == Scope.topLevel.name {
+                if valueNode.scalar.map({ $0.string.isEmpty || $0.string == "null" || $0.string == "~" }) == true { continue }
+                guard let list = valueNode.sequence else { throw ConfigurationError("\(origin): must be a list of destinations (- name: …)") }
+                for (index, entry) in list.enumerated() {
+                    guard let entryMapping = entry.mapping else { throw ConfigurationError("\(origin) entry \(index + 1): must be a mapping (name, event_source, event_source_id, …)") }
+                    var layers = ConfigLayers()
+                    try layers.flatten(entryMapping, prefix: "", file: file, scope: .destination, place: "destinations.\(index + 1).")
+                    destinations.append((layers, "\(file) (destinations.\(index + 1))"))
+                }
+            } else if scope.tables.contains(key) {
                 if valueNode.scalar.map({ $0.string.isEmpty || $0.string == "null" || $0.string == "~" }) == true { continue }  // left empty
+                if key == "event_source_id", let scalar = valueNode.scalar {
+                    set(key, .scalar(scalar.string), origin: origin)  // one id, or a mapping of source → id
+                    continue
+                }
                 guard let table = valueNode.mapping else { throw ConfigurationError("\(origin): must be a mapping") }
                 var entries: [String: String] = [:]
                 for (k, v) in table {
-                    // transform.map: the source paths as a YAML list, or one comma-separated string.
-                    if key == "transform.map", let k = k.string, let list = v.sequence {
-                        let paths = list.compactMap { $0.scalar?.string }
-                        guard paths.count == list.count, !paths.isEmpty else { throw ConfigurationError("\(origin) (\(k)): a list of source paths must hold only paths") }
-                        entries[k] = paths.joined(separator: ",")
+                    if key == "transform.events", let k = k.string, let override = v.mapping {
+                        // purchase: {name: Purchase, map: {…}, set: {…}} — this event's own mapping.
+                        for (field, value) in override {
+                            switch field.string {
+                            case "name":
+                                guard let scalar = value.scalar else { throw ConfigurationError("\(origin) (\(k).name): must be text") }
+                                entries[k] = try Self.eventName(scalar, origin: "\(origin) (\(k).name)")
+                            case "map", "set":
+                                let part = field.string!
+                                guard let fields = value.mapping else { throw ConfigurationError("\(origin) (\(k).\(part)): must be a mapping of TikTok field to \(part == "map" ? "source paths" : "a constant")") }
+                                var table: [String: String] = [:]
+                                for (target, source) in fields {
+                                    guard let target = target.string else { throw ConfigurationError("\(origin) (\(k).\(part)): keys must be text") }
+                                    table[target] = try Self.entryText(source, key: "transform.\(part)", origin: "\(origin) (\(k).\(part).\(target))")
+                                }
+                                set("transform.events.\(k).\(part)", .table(table), origin: "\(origin) (\(k).\(part))")
+                            default:
+                                throw ConfigurationError("\(origin) (\(k)): an event's entry takes name, map and set")
+                            }
+                        }
                         continue
                     }
-                    guard let k = k.string, let scalar = v.scalar else { throw ConfigurationError("\(origin): entries must be text") }
+                    guard let k = k.string else { throw ConfigurationError("\(origin): entries must be text") }
                     if key == "transform.events" {
-                        // `name: false`, `name: null`, `name: ~` or `name:` — send these events to
-                        // no TikTok event (skip them); a quoted blank name is a mistake, refused.
-                        if scalar.style == .plain, ["", "~", "null", "false"].contains(scalar.string.lowercased()) {
-                            entries[k] = TransformSettings.doNotSend
-                            continue
-                        }
-                        if scalar.string.trimmingWhitespace().isEmpty {
-                            throw ConfigurationError("\(origin) (\(k)): a blank TikTok event name; write false (or null) to skip these events")
-                        }
+                        guard let scalar = v.scalar else { throw ConfigurationError("\(origin) (\(k)): a TikTok event name, false, or a mapping with name/map/set") }
+                        entries[k] = try Self.eventName(scalar, origin: "\(origin) (\(k))")
+                        continue
                     }
-                    entries[k] = scalar.string
+                    entries[k] = try Self.entryText(v, key: key, origin: "\(origin) (\(k))")
                 }
                 set(key, .table(entries), origin: origin)
             } else if let nested = valueNode.mapping {
-                guard ConfigKeys.sections.contains(key) else { throw ConfigurationError("\(origin): unknown section; known: \(ConfigKeys.sections.sorted().joined(separator: ", "))") }
-                try flatten(nested, prefix: key + ".", file: file)
+                guard scope.sections.contains(key) else { throw ConfigurationError("\(origin): unknown section; known: \(scope.sections.sorted().joined(separator: ", "))") }
+                try flatten(nested, prefix: key + ".", file: file, scope: scope, place: place)
             } else if let scalar = valueNode.scalar {
-                guard ConfigKeys.scalars.contains(key) else { throw ConfigurationError("\(origin): unknown key '\(key)'; see tiktok-forwarder.example.yaml for the list") }
+                guard scope.scalars.contains(key) else {
+                    throw ConfigurationError("\(origin): unknown key '\(key)'\(scope.name == Scope.topLevel.name ? "" : " in a destination"); \(scope.name)")
+                }
                 // An empty value or `null` in the file means "use the default".
                 if scalar.string.isEmpty || (scalar.style == .plain && ["null", "~"].contains(scalar.string)) { continue }
                 set(key, .scalar(scalar.string), origin: origin)
@@ -122,6 +161,45 @@ public struct ConfigLayers: Sendable {
                 throw ConfigurationError("\(origin): lists are not supported here")
             }
         }
+    }
+
+    /// A `transform.events` name: `false`, `null`, `~` or nothing (plain) mean "do not send
+    /// these events"; a quoted blank name is a mistake, refused.
+    private static func eventName(_ scalar: Node.Scalar, origin: String) throws -> String {
+        if scalar.style == .plain, ["", "~", "null", "false"].contains(scalar.string.lowercased()) { return TransformSettings.doNotSend }
+        if scalar.string.trimmingWhitespace().isEmpty {
+            throw ConfigurationError("\(origin): a blank TikTok event name; write false (or null) to skip these events")
+        }
+        return scalar.string
+    }
+
+    /// One table entry as text; for `transform.map`, source paths as a YAML list or one
+    /// comma-separated string.
+    private static func entryText(_ node: Node, key: String, origin: String) throws -> String {
+        if key == "transform.map", let list = node.sequence {
+            let paths = list.compactMap { $0.scalar?.string }
+            guard paths.count == list.count, !paths.isEmpty else { throw ConfigurationError("\(origin): a list of source paths must hold only paths") }
+            return paths.joined(separator: ",")
+        }
+        guard let scalar = node.scalar else { throw ConfigurationError("\(origin): entries must be text") }
+        return scalar.string
+    }
+
+    /// The keys a destination inherits from the top level: the token, test code, partner
+    /// name and the transform (never the source id: each destination names its own).
+    func inheritable() -> ConfigLayers {
+        var copy = ConfigLayers()
+        for (key, entry) in values where ConfigKeys.inherited.contains(key) || key.hasPrefix("transform.") {
+            copy.values[key] = entry
+        }
+        return copy
+    }
+
+    /// These layers with `other`'s on top (scalars replaced, tables merged by key).
+    func overlaid(with other: ConfigLayers) -> ConfigLayers {
+        var copy = self
+        for (key, entry) in other.values.sorted(by: { $0.key < $1.key }) { copy.set(key, entry.value, origin: entry.origin) }
+        return copy
     }
 
     /// Applies the `TIKTOK_FORWARDER_*` variables: every scalar key, its dots as underscores,
@@ -145,16 +223,25 @@ public struct ConfigLayers: Sendable {
 /// The stable names of the configuration.
 public enum ConfigKeys {
     public static let sections: Set<String> = ["delivery", "transform"]
-    public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set"]
+    public static let tables: Set<String> = ["transform.events", "transform.map", "transform.set", "event_source_id"]
+    public static let transformScalars: [String] = [
+        "transform.preset", "transform.forward_unmapped", "transform.default_phone_country", "transform.keep_external_id_case",
+        "transform.content_type", "transform.max_age", "transform.default_page_url", "transform.hash", "transform.view_content",
+    ]
+    /// What an entry of `destinations:` may set.
+    public static let destinationScalars: Set<String> = Set(["name", "default", "event_source", "event_source_id", "pixel_code",
+                                                             "access_token_file", "test_event_code", "partner_name"] + transformScalars)
+    static let destinationTables: Set<String> = tables
+    /// Top-level keys every destination inherits unless it sets its own.
+    static let inherited: Set<String> = ["access_token_file", "test_event_code", "partner_name"]
     public static let scalars: [String] = [
-        "db", "endpoint", "pixel_code", "access_token_file", "test_event_code", "partner_name", "metrics_listen", "log_level",
+        "db", "endpoint", "event_source", "event_source_id", "pixel_code", "access_token_file", "test_event_code", "partner_name",
+        "metrics_listen", "log_level",
         "delivery.max_batch_events", "delivery.max_batch_bytes", "delivery.max_in_flight", "delivery.linger",
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
         "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin", "delivery.keep_sent",
-        "transform.preset", "transform.forward_unmapped", "transform.default_phone_country",
-        "transform.keep_external_id_case", "transform.content_type", "transform.max_age", "transform.default_page_url", "transform.hash",
-    ]
+    ] + transformScalars
 
     public static func environmentName(_ key: String) -> String {
         "TIKTOK_FORWARDER_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
@@ -198,19 +285,27 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
 public struct ForwarderConfiguration: Sendable {
     public var databasePath: String
     public var endpoint: String
-    public var pixelCode: String
-    public var accessTokenFile: String
-    public var testEventCode: String?
+    /// Where events go: one per pixel (or app, or event set). The first is the default,
+    /// which takes the rows whose `destination` is NULL.
+    public var destinations: [Destination]
     /// Where to serve Prometheus metrics (`ADDR:PORT`), or `nil` for none.
     public var metricsListen: (host: String, port: Int)?
     /// trace, debug, info, notice (default), warning, error or critical.
     public var logLevel = "notice"
-    /// TikTok's optional integration tag (`partner_name`), sent only when set.
-    public var partnerName: String?
     public var delivery = DeliverySettings()
-    public var transform = TransformSettings()
 
     public static let defaultEndpoint = "https://business-api.tiktok.com"
+
+    /// The destination of rows whose `destination` is NULL.
+    public var defaultDestination: Destination { destinations[0] }
+    /// The default destination's transform (what `transform` uses unless told otherwise).
+    public var transform: TransformSettings { defaultDestination.transform }
+
+    /// The destination named `name` (or, for `nil`, the default one).
+    public func destination(named name: String?) -> Destination? {
+        guard let name else { return defaultDestination }
+        return destinations.first { $0.name == name }
+    }
 
     /// Validates the layers for the daemon. `environment` supplies `$CREDENTIALS_DIRECTORY`.
     public static func resolve(_ layers: ConfigLayers, environment: [String: String]) throws -> ForwarderConfiguration {
@@ -219,20 +314,8 @@ public struct ForwarderConfiguration: Sendable {
         }
         let endpoint = layers.scalar("endpoint")?.0 ?? defaultEndpoint
         try checkEndpoint(endpoint, origin: layers.scalar("endpoint")?.origin ?? "the default")
-        guard let pixel = layers.scalar("pixel_code")?.0.trimmingWhitespace(), !pixel.isEmpty else {
-            throw ConfigurationError("no pixel code: set pixel_code in the configuration file, TIKTOK_FORWARDER_PIXEL_CODE, or --pixel-code")
-        }
-        let tokenFile: String
-        if let file = layers.scalar("access_token_file")?.0 {
-            tokenFile = file
-        } else if let credentials = environment["CREDENTIALS_DIRECTORY"], !credentials.isEmpty {
-            tokenFile = credentials + "/access-token"
-        } else {
-            throw ConfigurationError("no access token: set access_token_file (TIKTOK_FORWARDER_ACCESS_TOKEN_FILE, --access-token-file) or provide the systemd credential 'access-token'; the token itself is never accepted on the command line")
-        }
-        _ = try AccessTokenFile.read(tokenFile)
-        var config = ForwarderConfiguration(databasePath: db, endpoint: endpoint, pixelCode: pixel, accessTokenFile: tokenFile,
-                                            testEventCode: layers.scalar("test_event_code")?.0)
+        let destinations = try Destination.resolveAll(layers, environment: environment)
+        var config = ForwarderConfiguration(databasePath: db, endpoint: endpoint, destinations: destinations)
         if let (listen, origin) = layers.scalar("metrics_listen") {
             do {
                 config.metricsListen = try MetricsServer.parseListen(listen)
@@ -240,7 +323,6 @@ public struct ForwarderConfiguration: Sendable {
                 throw ConfigurationError("\(origin): \(error.description)")
             }
         }
-        config.partnerName = layers.scalar("partner_name")?.0.trimmingWhitespace()
         if let (level, origin) = layers.scalar("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(level.trimmingWhitespace().lowercased()) else {
@@ -249,7 +331,6 @@ public struct ForwarderConfiguration: Sendable {
             config.logLevel = level.trimmingWhitespace().lowercased()
         }
         config.delivery = try DeliverySettings.resolve(layers)
-        config.transform = try transformSettings(layers)
         return config
     }
 
@@ -295,12 +376,52 @@ public struct ForwarderConfiguration: Sendable {
         if let (constants, origin) = layers.table("transform.set") {
             for (target, value) in constants.sorted(by: { $0.key < $1.key }) {
                 let constant = FieldSource.constant((try? JSONParser.parse(value)) ?? .string(value))
+                // Set as well as mapped: the constant is the fallback when no path holds a value.
                 if let field = TargetField(rawValue: target) {
-                    settings.mapping[field] = constant
+                    settings.mapping[field] = merged(settings.mapping[field], constant)
+                } else if let index = settings.customFields.firstIndex(where: { "\($0.object.rawValue).\($0.key)" == target }) {
+                    settings.customFields[index].source = merged(settings.customFields[index].source, constant)
                 } else {
                     try addCustom(target, constant, origin, to: &settings)
                 }
             }
+        }
+        // transform.events.NAME.map / .set: fields mapped differently for one event.
+        for key in layers.values.keys.sorted() where key.hasPrefix("transform.events.") {
+            let parts = key.dropFirst("transform.events.".count)
+            guard let dot = parts.lastIndex(of: "."), let (table, origin) = layers.table(key) else { continue }
+            let name = String(parts[..<dot])
+            var override = settings.eventOverrides[name] ?? EventOverride()
+            var scratch = TransformSettings()
+            for (target, text) in table.sorted(by: { $0.key < $1.key }) {
+                let source: FieldSource
+                if parts[parts.index(after: dot)...] == "map" {
+                    guard let paths = FieldSource.parsePaths(text) else { throw ConfigurationError("\(origin): \(target): '\(text)' is not a list of dot-separated paths") }
+                    source = paths
+                } else {
+                    source = .constant((try? JSONParser.parse(text)) ?? .string(text))
+                }
+                if let field = TargetField(rawValue: target) {
+                    override.mapping[field] = merged(override.mapping[field], source)
+                } else {
+                    try addCustom(target, source, origin, to: &scratch)
+                    for custom in scratch.customFields {
+                        if let index = override.customFields.firstIndex(where: { $0.object == custom.object && $0.key == custom.key }) {
+                            override.customFields[index].source = merged(override.customFields[index].source, custom.source)
+                        } else {
+                            override.customFields.append(custom)
+                        }
+                    }
+                    scratch.customFields = []
+                }
+            }
+            settings.eventOverrides[name] = override
+        }
+        if let (text, origin) = layers.scalar("transform.view_content") {
+            guard let choice = ViewContentChoice(rawValue: text.trimmingWhitespace()) else {
+                throw ConfigurationError("\(origin): '\(text)' is not page_view, view_item or both")
+            }
+            settings.viewContent = choice
         }
         if let (country, origin) = layers.scalar("transform.default_phone_country") {
             let code = country.hasPrefix("+") ? String(country.dropFirst()) : country
@@ -318,13 +439,30 @@ public struct ForwarderConfiguration: Sendable {
         if let (text, _) = layers.scalar("transform.default_page_url") { settings.defaultPageURL = text }
         if let (text, origin) = layers.scalar("transform.hash") {
             for key in text.split(separator: ",").map({ $0.trimmingWhitespace() }) where !key.isEmpty {
-                guard let index = settings.customFields.firstIndex(where: { "\($0.object.rawValue).\($0.key)" == key }) else {
+                var found = false
+                for index in settings.customFields.indices where "\(settings.customFields[index].object.rawValue).\(settings.customFields[index].key)" == key {
+                    settings.customFields[index].hashed = true
+                    found = true
+                }
+                for name in settings.eventOverrides.keys {
+                    for index in settings.eventOverrides[name]!.customFields.indices
+                    where "\(settings.eventOverrides[name]!.customFields[index].object.rawValue).\(settings.eventOverrides[name]!.customFields[index].key)" == key {
+                        settings.eventOverrides[name]!.customFields[index].hashed = true
+                        found = true
+                    }
+                }
+                guard found else {
                     throw ConfigurationError("\(origin): '\(key)' is not a custom property of transform.map or transform.set (TikTok's own hashed fields are hashed anyway)")
                 }
-                settings.customFields[index].hashed = true
             }
         }
         return settings
+    }
+
+    /// `map` and `set` of one field together: its paths, then the constant.
+    private static func merged(_ existing: FieldSource?, _ new: FieldSource) -> FieldSource {
+        guard let existing else { return new }
+        return FieldSource(paths: new.paths.isEmpty ? existing.paths : new.paths, constant: new.constant ?? existing.constant)
     }
 
     /// A `user.*` or `properties.*` key that is not TikTok's: a custom property.

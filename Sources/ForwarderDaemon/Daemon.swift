@@ -18,6 +18,7 @@ public final class Daemon {
     let clock: WallClock
     public let owner: String
     let notifier: SystemdNotifier
+    private var metrics: DaemonMetrics?
 
     public init(configuration: ForwarderConfiguration, logger: Logger, environment: [String: String], clock: WallClock = SystemClock()) {
         self.configuration = configuration
@@ -42,14 +43,22 @@ public final class Daemon {
 
         let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
         let databaseIdentity = DatabaseFile.identity(configuration.databasePath)
-        let tokens = try TokenSource(path: configuration.accessTokenFile, logger: logger)
+        // One token source per token file (destinations may share one).
+        var tokenFiles: [String: TokenSource] = [:]
+        for destination in configuration.destinations where tokenFiles[destination.accessTokenFile] == nil {
+            tokenFiles[destination.accessTokenFile] = try TokenSource(path: destination.accessTokenFile, logger: logger)
+        }
+        let tokens = configuration.destinations.map { tokenFiles[$0.accessTokenFile]! }
+        let names = configuration.destinations.map(\.name)
         let startedAt = clock.nowMillis()
         try reclaimAtStart(store, now: startedAt)
         try store.recountFinished()  // corrects counts after rows were deleted by hand (~0.3 s per 5 M rows)
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
-        let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis)
+        let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis, destinations: names.count)
         let metrics = DaemonMetrics()
+        self.metrics = metrics
+        try deadLetterUnknownDestinations(store, known: names, now: startedAt)
         var metricsServer: MetricsServer?
         if let listen = configuration.metricsListen {
             metricsServer = try MetricsServer(host: listen.host, port: listen.port, registry: metrics.registry)
@@ -58,11 +67,17 @@ public final class Daemon {
         defer { metricsServer?.close() }
         let workers = Workers(count: settings.maxInFlight, now: startedAt)
         let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
-        logger.notice("started", metadata: [
+        var started: Logger.Metadata = [
             "version": "\(ForwarderVersion.string)", "db": "\(configuration.databasePath)", "endpoint": "\(trackURL)",
-            "pixel_code": "\(configuration.pixelCode)", "workers": "\(settings.maxInFlight)",
-            "test_event_code": "\(configuration.testEventCode ?? "-")",
-        ])
+            "workers": "\(settings.maxInFlight)",
+        ]
+        if configuration.destinations.count == 1, let only = configuration.destinations.first {
+            if only.eventSource == .web, let pixel = only.pixelCode { started["pixel_code"] = "\(pixel)" } else { started["event_source"] = "\(only.summary)" }
+            started["test_event_code"] = "\(only.testEventCode ?? "-")"
+        } else {
+            started["destinations"] = "\(configuration.destinations.map { "\($0.name) (\($0.summary)\($0.testEventCode.map { ", test \($0)" } ?? ""))" }.joined(separator: "; "))"
+        }
+        logger.notice("started", metadata: started)
         notifier.notify("READY=1\nSTATUS=started\nMAINPID=\(getpid())")
 
         for index in 0..<settings.maxInFlight {
@@ -87,8 +102,8 @@ public final class Daemon {
 
         var stopDeadline: UnixMillis?
         var next = (watchdog: startedAt, status: startedAt, reclaim: startedAt + 15_000, purge: startedAt, drained: startedAt, metrics: startedAt,
-                    identity: startedAt + 1_000)
-        var lastTokenVersion = tokens.changes
+                    identity: startedAt + 1_000, unknown: startedAt + 5_000)
+        var lastTokenVersions = tokens.map(\.changes)
         var exitCode: Int32 = 0
         while true {
             let signals = SignalPipe.wait(millis: 200)
@@ -97,7 +112,7 @@ public final class Daemon {
                 switch signal {
                 case SIGHUP:
                     logger.notice("SIGHUP: reloading the access token")
-                    tokens.reload()
+                    for token in tokenFiles.values { token.reload() }
                 default:
                     if stopDeadline == nil {
                         logger.notice("stopping: finishing requests in flight", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")", "budget": "\(Durations.format(millis: settings.shutdownBudgetMillis))"])
@@ -111,14 +126,17 @@ public final class Daemon {
                     }
                 }
             }
-            if control.paused != nil {
-                _ = tokens.current(now: now)  // notices a corrected token file
-            }
-            if tokens.changes != lastTokenVersion {
-                lastTokenVersion = tokens.changes
-                if control.paused != nil {
-                    logger.notice("access token changed while paused: probing now")
-                    control.probeSoon()
+            let pausedReasons = control.pausedReasons
+            for (d, token) in tokens.enumerated() {
+                if pausedReasons[d] != nil {
+                    _ = token.current(now: now)  // notices a corrected token file
+                }
+                if token.changes != lastTokenVersions[d] {
+                    lastTokenVersions[d] = token.changes
+                    if pausedReasons[d] != nil {
+                        logger.notice("access token changed while paused: probing now", metadata: names.count > 1 ? ["destination": "\(names[d])"] : [:])
+                        control.probeSoon(destination: d)
+                    }
                 }
             }
             if let interval = notifier.watchdogIntervalMillis, now >= next.watchdog {
@@ -142,15 +160,19 @@ public final class Daemon {
                     control.stop()
                 }
             }
-            metrics.update(limit: control.inFlightLimit, paused: control.paused)
+            metrics.update(limit: control.inFlightLimit, paused: Array(zip(names, pausedReasons)))
             do {
                 if metricsServer != nil, now >= next.metrics {
                     next.metrics = now + 5_000  // min(created_at) reads every pending row: ~0.3 s per million
                     metrics.update(backlog: try store.backlog(), now: now)
                 }
+                if now >= next.unknown, stopDeadline == nil {
+                    next.unknown = now + 5_000
+                    try deadLetterUnknownDestinations(store, known: names, now: now)
+                }
                 if now >= next.status {
                     next.status = now + 2_000
-                    let paused = control.paused
+                    let paused = Self.pauseSummary(names: names, reasons: control.pausedReasons)
                     // One rate, measured here: STATUS= and `status` (through daemon_status) show the same.
                     let rate = control.deliveryRate(now: now)
                     try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: now,
@@ -215,6 +237,25 @@ public final class Daemon {
         return exitCode
     }
 
+    /// With several destinations, each paused one as `'name': reason`, one per line.
+    static func pauseSummary(names: [String], reasons: [String?]) -> String? {
+        let paused = zip(names, reasons).compactMap { name, reason in reason.map { (name, $0) } }
+        guard !paused.isEmpty else { return nil }
+        if names.count == 1 { return paused[0].1 }
+        return paused.map { "destination '\($0.0)': \($0.1)" }.joined(separator: "\n")
+    }
+
+    /// Rows for a destination this configuration does not have are dead-lettered (with the
+    /// name and the configured ones), never left pending unseen; `dead redrive` once it is added.
+    private func deadLetterUnknownDestinations(_ store: SQLiteOutboxStore, known: [String], now: UnixMillis) throws {
+        for (name, rows) in try store.deadLetterUnknownDestinations(known: known, now: now).sorted(by: { $0.key < $1.key }) where rows > 0 {
+            logger.warning("rows for an unconfigured destination dead-lettered", metadata: [
+                "destination": "\(SafeText.escapingControls(String(name.prefix(100))))", "rows": "\(rows)", "configured": "\(known.joined(separator: ", "))",
+            ])
+            metrics?.events("dead", reason: DeadReason.unknownDestination.rawValue, count: rows, destination: "(unknown)")
+        }
+    }
+
     /// At start, rows held by daemons on this host whose process is gone return to pending
     /// at once (their leases need not expire), and expired leases anywhere are reclaimed.
     private func reclaimAtStart(_ store: SQLiteOutboxStore, now: UnixMillis) throws {
@@ -233,37 +274,42 @@ public final class Daemon {
     }
 
     private static func work(index: Int, configuration: ForwarderConfiguration, owner: String, control: DeliveryControl, workers: Workers,
-                             tokens: TokenSource, clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
+                             tokens: [TokenSource], clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
         let settings = configuration.delivery
         let store = try SQLiteOutboxStore(path: configuration.databasePath, migrate: false)
         try store.setCacheSize(kibibytes: 512)  // measured: −4 MB resident at 4 in flight, same drain speed
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
                                                                totalTimeoutMillis: Int(settings.requestTimeoutMillis)))
-        let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: configuration.transform),
-                                       settings: settings, target: .init(pixelCode: configuration.pixelCode, testEventCode: configuration.testEventCode,
-                                                                         partnerName: configuration.partnerName),
-                                       owner: owner, control: control, token: { tokens.current(now: clock.nowMillis()) }, clock: clock,
-                                       logger: logger, metrics: metrics)
+        let lanes = configuration.destinations.enumerated().map { d, destination in
+            let token = tokens[d]
+            return BatchDeliverer.Lane(target: .init(destination, isDefault: d == 0), transformer: Transformer(settings: destination.transform),
+                                       token: { token.current(now: clock.nowMillis()) })
+        }
+        let deliverer = BatchDeliverer(store: store, transport: transport, lanes: lanes, settings: settings, owner: owner, control: control,
+                                       clock: clock, logger: logger, metrics: metrics)
         // Rows whose last claim ended without a result (see OutboxStore.claim) are taken by
         // worker 0 only, one group at a time: the crashes bisect a batch that holds a row
         // crashing the daemon, and never two suspect groups go down together.
         deliverer.takesSuspects = index == 0
         var hadWork = false
+        var lastDestination = 0
         while true {
             let now = clock.nowMillis()
             workers.heartbeat(index, now: now)
             // Idle workers sleep in nextTurn (woken when a poll finds rows); the bound only
             // keeps the heartbeat fresh for the watchdog.
-            let turn = control.nextTurn(now: now, waitMillis: 1_000, hadWork: hadWork)
-            switch turn {
+            let turn = control.nextTurn(now: now, waitMillis: 1_000, hadWork: hadWork, lastDestination: lastDestination)
+            let d = turn.destination
+            switch turn.kind {
             case .stop:
                 return
             case .wait:
                 continue
             case .deliver, .probe:
                 let claimed: Int
+                lastDestination = d
                 do {
-                    claimed = try deliverer.deliverOnce(limit: turn == .probe ? 1 : nil)
+                    claimed = try deliverer.deliverOnce(destination: d, limit: turn.kind == .probe ? 1 : nil)
                 } catch {
                     control.endTurn(turn)
                     logger.error("database error while delivering (will retry in 1 s): \(SafeText.escapingControls("\(error)"))")
@@ -273,9 +319,9 @@ public final class Daemon {
                 }
                 control.endTurn(turn)
                 hadWork = claimed > 0
-                if turn == .deliver { control.claimed(rows: claimed) }
-                if turn == .probe, claimed == 0, let reason = control.paused {
-                    control.pause(reason: reason, probeAt: clock.nowMillis().adding(saturating: settings.lingerMillis * 10))
+                if turn.kind == .deliver { control.claimed(rows: claimed, destination: d) }
+                if turn.kind == .probe, claimed == 0, let reason = control.paused(destination: d) {
+                    control.pause(reason: reason, probeAt: clock.nowMillis().adding(saturating: settings.lingerMillis * 10), destination: d)
                 }
             }
         }

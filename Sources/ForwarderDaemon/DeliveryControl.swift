@@ -1,29 +1,39 @@
 import ForwarderCore
 import Foundation
 
-/// What the worker threads share: stop and pause, the in-flight limit (AIMD), idle polling,
-/// counters.
+/// What the worker threads share: stop, per-destination pauses and idle polling, the
+/// in-flight limit (AIMD), counters.
 ///
 /// One lock; every wait is bounded so a stop request is noticed within a linger.
 ///
-/// Idle is idle: once a claim finds nothing, at most one worker polls the outbox per
-/// `linger` and the others sleep until that poll finds rows (or a stop, pause or resume),
-/// so an empty outbox costs one cheap read every `linger` instead of workers waking each
-/// other. A worker whose last claim found rows claims again at once.
+/// Idle is idle: once a claim for a destination finds nothing, at most one worker polls it
+/// per `linger` and the others sleep until that poll finds rows (or a stop, pause or
+/// resume), so an empty outbox costs one cheap read per destination every `linger` instead
+/// of workers waking each other. A worker whose last claim found rows claims again at once.
+///
+/// Pauses are per destination: a revoked token on one pixel stops that pixel's claims (one
+/// probe every probe interval) while the others deliver. Workers take the destinations in
+/// turn, so a backlog on one never starves another.
 public final class DeliveryControl: @unchecked Sendable {
     private let condition = NSCondition()
     private var limit: ConcurrencyLimit
     private var inFlight = 0
     private var stopping = false
-    private var pausedReason: String?
-    private var nextProbeAt: UnixMillis = 0
-    private var probing = false
     private var counters = Counters()
     private var deliveredTimes: [(at: UnixMillis, count: Int)] = []
     private let lingerSeconds: Double
-    /// The last claim found nothing: polls are spaced by `linger` until one finds rows.
-    private var idleSince: Date?
-    private var nextPollAt = Date.distantPast
+    private var destinations: [DestinationState]
+    /// Where the next worker starts looking: the destinations are served in turn.
+    private var cursor = 0
+
+    private struct DestinationState {
+        var pausedReason: String?
+        var nextProbeAt: UnixMillis = 0
+        var probing = false
+        /// The last claim found nothing: polls are spaced by `linger` until one finds rows.
+        var idle = false
+        var nextPollAt = Date.distantPast
+    }
 
     public struct Counters: Sendable, Equatable {
         public var delivered = 0
@@ -35,9 +45,10 @@ public final class DeliveryControl: @unchecked Sendable {
         public var released = 0
     }
 
-    public init(maxInFlight: Int, lingerMillis: Int64 = 50) {
+    public init(maxInFlight: Int, lingerMillis: Int64 = 50, destinations: Int = 1) {
         limit = ConcurrencyLimit(maximum: maxInFlight)
         lingerSeconds = Double(max(lingerMillis, 1)) / 1000
+        self.destinations = Array(repeating: DestinationState(), count: max(1, destinations))
     }
 
     private func locked<T>(_ body: () -> T) -> T {
@@ -67,58 +78,80 @@ public final class DeliveryControl: @unchecked Sendable {
 
     // MARK: in-flight slots
 
-    /// What a worker may do next.
-    public enum Turn: Equatable {
-        case deliver
-        /// Delivery is paused; this worker sends one small batch to see whether it still is.
-        case probe
-        case wait
-        case stop
+    /// What a worker may do next, and for which destination (its index).
+    public struct Turn: Equatable, Sendable {
+        public enum Kind: Equatable, Sendable {
+            case deliver
+            /// The destination is paused; this worker sends one small batch to see whether it still is.
+            case probe
+            case wait
+            case stop
+        }
+
+        public var kind: Kind
+        public var destination: Int
+
+        public static func deliver(_ destination: Int) -> Turn { Turn(kind: .deliver, destination: destination) }
+        public static func probe(_ destination: Int) -> Turn { Turn(kind: .probe, destination: destination) }
+        /// Destination 0 (a daemon with one destination).
+        public static let deliver = Turn.deliver(0)
+        public static let probe = Turn.probe(0)
+        public static let wait = Turn(kind: .wait, destination: 0)
+        public static let stop = Turn(kind: .stop, destination: 0)
     }
 
-    /// Takes a slot when the limit allows, delivery is not paused and (when the outbox looked
-    /// empty) this worker's poll is due; otherwise waits, up to `waitMillis`, and says
-    /// `.wait`. `hadWork`: this worker's last claim found rows, so it skips the idle spacing.
-    public func nextTurn(now: UnixMillis, waitMillis: Int64, hadWork: Bool = false) -> Turn {
+    /// Takes a slot for the next destination that may deliver (not paused, the limit allows,
+    /// and — when its outbox looked empty — this worker's poll is due) or probe; otherwise
+    /// waits, up to `waitMillis`, and says `.wait`. `hadWork`: this worker's last claim
+    /// found rows (for destination `lastDestination`), so it skips the idle spacing there.
+    public func nextTurn(now: UnixMillis, waitMillis: Int64, hadWork: Bool = false, lastDestination: Int = 0) -> Turn {
         condition.lock()
         defer { condition.unlock() }
         let deadline = Date(timeIntervalSinceNow: Double(max(waitMillis, 1)) / 1000)
+        let count = destinations.count
         while true {
             if stopping { return .stop }
             var wakeAt = deadline
-            if pausedReason != nil {
-                if !probing, now >= nextProbeAt {
-                    probing = true
-                    inFlight += 1
-                    return .probe
+            let current = Date()
+            for step in 0..<count {
+                let d = (cursor + step) % count
+                if destinations[d].pausedReason != nil {
+                    if !destinations[d].probing, now >= destinations[d].nextProbeAt {
+                        destinations[d].probing = true
+                        inFlight += 1
+                        cursor = (d + 1) % count
+                        return .probe(d)
+                    }
+                    continue
                 }
-            } else if inFlight < limit.current {
-                if idleSince == nil || hadWork {
+                guard inFlight < limit.current else { continue }
+                if !destinations[d].idle || (hadWork && d == lastDestination) {
                     inFlight += 1
-                    return .deliver
+                    cursor = (d + 1) % count
+                    return .deliver(d)
                 }
-                let current = Date()
-                if current >= nextPollAt {
-                    nextPollAt = current.addingTimeInterval(lingerSeconds)  // this worker polls; the others sleep
+                if current >= destinations[d].nextPollAt {
+                    destinations[d].nextPollAt = current.addingTimeInterval(lingerSeconds)  // this worker polls; the others sleep
                     inFlight += 1
-                    return .deliver
+                    cursor = (d + 1) % count
+                    return .deliver(d)
                 }
-                wakeAt = min(deadline, nextPollAt)
+                wakeAt = min(wakeAt, destinations[d].nextPollAt)
             }
             if !condition.wait(until: wakeAt), wakeAt == deadline { return .wait }
         }
     }
 
-    /// A worker's claim found `rows` rows (0: the outbox has nothing due).
-    public func claimed(rows: Int) {
+    /// A worker's claim for `destination` found `rows` rows (0: nothing due there).
+    public func claimed(rows: Int, destination: Int = 0) {
         locked {
             if rows == 0 {
-                if idleSince == nil {
-                    idleSince = Date()
-                    nextPollAt = Date().addingTimeInterval(lingerSeconds)
+                if !destinations[destination].idle {
+                    destinations[destination].idle = true
+                    destinations[destination].nextPollAt = Date().addingTimeInterval(lingerSeconds)
                 }
-            } else if idleSince != nil {
-                idleSince = nil
+            } else if destinations[destination].idle {
+                destinations[destination].idle = false
                 condition.broadcast()  // there is work: wake the sleeping workers
             }
         }
@@ -127,37 +160,44 @@ public final class DeliveryControl: @unchecked Sendable {
     public func endTurn(_ turn: Turn) {
         locked {
             inFlight -= 1
-            if turn == .probe { probing = false }
+            if turn.kind == .probe { destinations[turn.destination].probing = false }
             condition.broadcast()
         }
     }
 
     // MARK: pause
 
-    public var paused: String? { locked { pausedReason } }
+    /// Why delivery to `destination` is paused, or `nil` while it delivers.
+    public func paused(destination: Int) -> String? { locked { destinations[destination].pausedReason } }
 
-    /// Delivery stops; one probe every `probeInterval`.
-    public func pause(reason: String, probeAt: UnixMillis) {
+    /// The pause reason of each destination (`nil`: delivering).
+    public var pausedReasons: [String?] { locked { destinations.map(\.pausedReason) } }
+
+    /// Why delivery is paused, when any destination is (with one destination: its reason).
+    public var paused: String? { locked { destinations.lazy.compactMap(\.pausedReason).first } }
+
+    /// Delivery to `destination` stops; one probe every `probeInterval`.
+    public func pause(reason: String, probeAt: UnixMillis, destination: Int = 0) {
         locked {
-            pausedReason = reason
-            nextProbeAt = probeAt
+            destinations[destination].pausedReason = reason
+            destinations[destination].nextProbeAt = probeAt
         }
     }
 
-    /// Probe now (the token file changed).
-    public func probeSoon() {
+    /// Probe the paused destinations now (a token file changed).
+    public func probeSoon(destination: Int? = nil) {
         locked {
-            nextProbeAt = 0
+            for d in destinations.indices where destination == nil || destination == d { destinations[d].nextProbeAt = 0 }
             condition.broadcast()
         }
     }
 
-    /// Returns true when this call lifted a pause.
+    /// Returns true when this call lifted a pause of `destination`.
     @discardableResult
-    public func resume() -> Bool {
+    public func resume(destination: Int = 0) -> Bool {
         locked {
-            let was = pausedReason != nil
-            pausedReason = nil
+            let was = destinations[destination].pausedReason != nil
+            destinations[destination].pausedReason = nil
             condition.broadcast()
             return was
         }

@@ -32,20 +32,20 @@ public final class DaemonMetrics: Sendable {
     private let limit: Prometheus.Gauge
     private let oldestAge: Prometheus.Gauge
     private let rows: [String: Prometheus.Gauge]
-    private let paused: [PauseReason: Prometheus.Gauge]
+    private let paused = Mutex<[String: [PauseReason: Prometheus.Gauge]]>([:])
 
     static let help: [String: String] = [
         "tiktok_forwarder_build_info": "Always 1; the version label says which build is running.",
         "tiktok_forwarder_rows": "Outbox rows per state (finished rows, which can be millions, are not counted here).",
         "tiktok_forwarder_oldest_pending_age_seconds": "Age of the oldest row not yet delivered, skipped or dead: the number to alert on.",
-        "tiktok_forwarder_events_total": "Events settled by this process, by outcome, and for dead ones by reason code.",
+        "tiktok_forwarder_events_total": "Events settled by this process, by outcome and destination, and for dead ones by reason code.",
         "tiktok_forwarder_dropped_fields_total": "Optional fields dropped for an invalid value (the event was still sent), by TikTok field.",
-        "tiktok_forwarder_requests_total": "Requests to the Events API by outcome and TikTok code.",
+        "tiktok_forwarder_requests_total": "Requests to the Events API by outcome, TikTok code and destination.",
         "tiktok_forwarder_request_duration_seconds": "Events API request latency.",
         "tiktok_forwarder_batch_events": "Events per request.",
         "tiktok_forwarder_requests_in_flight": "Requests in flight now.",
         "tiktok_forwarder_in_flight_limit": "The adaptive limit on requests in flight (halves on rate limiting).",
-        "tiktok_forwarder_paused": "1 while delivery is paused on a configuration error, by reason code; all 0 while delivering.",
+        "tiktok_forwarder_paused": "1 while delivery to a destination is paused on a configuration error, by destination and reason code; all 0 while delivering.",
     ]
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -65,7 +65,6 @@ public final class DaemonMetrics: Sendable {
         limit = gauge("tiktok_forwarder_in_flight_limit")
         oldestAge = gauge("tiktok_forwarder_oldest_pending_age_seconds")
         rows = Dictionary(uniqueKeysWithValues: ["pending", "inflight", "dead"].map { ($0, gauge("tiktok_forwarder_rows", [("state", $0)])) })
-        paused = Dictionary(uniqueKeysWithValues: PauseReason.allCases.map { ($0, gauge("tiktok_forwarder_paused", [("reason", $0.rawValue)])) })
     }
 
     private func counter(_ name: String, _ labels: [(String, String)]) -> Prometheus.Counter {
@@ -78,15 +77,16 @@ public final class DaemonMetrics: Sendable {
         }
     }
 
-    func request(outcome: String, code: Int?, events: Int, nanoseconds: Int64) {
-        counter("tiktok_forwarder_requests_total", [("outcome", outcome), ("code", code.map(String.init) ?? "none")]).increment()
+    func request(outcome: String, code: Int?, events: Int, destination: String = Destination.defaultName, nanoseconds: Int64) {
+        counter("tiktok_forwarder_requests_total", [("outcome", outcome), ("code", code.map(String.init) ?? "none"), ("destination", destination)]).increment()
         requestDuration.recordNanoseconds(nanoseconds)
         batchEvents.record(Double(events))
     }
 
-    func events(_ outcome: String, reason: String? = nil, count: Int) {
+    func events(_ outcome: String, reason: String? = nil, count: Int, destination: String = Destination.defaultName) {
         guard count > 0 else { return }
-        counter("tiktok_forwarder_events_total", [("outcome", outcome)] + (reason.map { [("reason", $0)] } ?? [])).increment(by: Int64(count))
+        counter("tiktok_forwarder_events_total", [("outcome", outcome)] + (reason.map { [("reason", $0)] } ?? []) + [("destination", destination)])
+            .increment(by: Int64(count))
     }
 
     /// One count per dropped field, from the transform's warnings (`field: why`).
@@ -109,10 +109,21 @@ public final class DaemonMetrics: Sendable {
     func requestStarted() { inFlight.set(Int64(requestsInFlight.withLock { $0 += 1; return $0 })) }
     func requestFinished() { inFlight.set(Int64(requestsInFlight.withLock { $0 -= 1; return $0 })) }
 
-    func update(limit currentLimit: Int, paused reason: String?) {
+    /// The in-flight limit, and each destination's pause (`nil`: delivering).
+    func update(limit currentLimit: Int, paused reasons: [(destination: String, reason: String?)]) {
         limit.set(Int64(currentLimit))
-        let code = reason.map(PauseReason.of)
-        for (key, gauge) in paused { gauge.set(Int64(key == code ? 1 : 0)) }
+        paused.withLock { gauges in
+            for (destination, reason) in reasons {
+                if gauges[destination] == nil {
+                    gauges[destination] = Dictionary(uniqueKeysWithValues: PauseReason.allCases.map {
+                        ($0, registry.makeGauge(name: "tiktok_forwarder_paused", labels: [("reason", $0.rawValue), ("destination", destination)],
+                                                help: Self.help["tiktok_forwarder_paused"]!))
+                    })
+                }
+                let code = reason.map(PauseReason.of)
+                for (key, gauge) in gauges[destination]! { gauge.set(Int64(key == code ? 1 : 0)) }
+            }
+        }
     }
 
     func update(backlog: Backlog, now: UnixMillis) {

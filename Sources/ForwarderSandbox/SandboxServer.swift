@@ -13,6 +13,8 @@ public final class SandboxServer: Sendable {
         /// 0 picks a free port.
         public var port = 0
         public var accessToken: String
+        /// More tokens accepted besides ``accessToken`` (several destinations, one sandbox).
+        public var extraAccessTokens: [String] = []
         /// Accepted events are appended here as NDJSON.
         public var recordPath: String?
         /// Skip validation and recording; just count events (for benchmarks).
@@ -81,7 +83,10 @@ public final class SandboxServer: Sendable {
     public var stats: SandboxStats { state.snapshot() }
 
     /// Replaces the access token the sandbox accepts (simulates a revoked token).
-    public func setAccessToken(_ token: String) { state.setAccessToken(token) }
+    public func setAccessToken(_ token: String) { state.setAccessTokens([token]) }
+
+    /// Replaces the tokens the sandbox accepts: the ones left out are revoked.
+    public func setAccessTokens(_ tokens: Set<String>) { state.setAccessTokens(tokens) }
 }
 
 public struct SandboxStats: Sendable, Equatable {
@@ -120,7 +125,7 @@ enum SandboxDecision {
 final class SandboxState: @unchecked Sendable {
     private let lock = NSLock()
     private let configuration: SandboxServer.Configuration
-    private var accessToken: String
+    private var accessTokens: Set<String>
     private var rng: SplitMix64
     private var stats = SandboxStats()
     private var seen = Set<String>()
@@ -129,7 +134,7 @@ final class SandboxState: @unchecked Sendable {
 
     init(configuration: SandboxServer.Configuration) throws {
         self.configuration = configuration
-        accessToken = configuration.accessToken
+        accessTokens = Set([configuration.accessToken] + configuration.extraAccessTokens)
         rng = SplitMix64(seed: configuration.seed)
         if let path = configuration.recordPath {
             if !FileManager.default.fileExists(atPath: path) {
@@ -147,8 +152,8 @@ final class SandboxState: @unchecked Sendable {
         lock.withLock { stats.connections += 1 }
     }
 
-    func setAccessToken(_ token: String) {
-        lock.withLock { accessToken = token }
+    func setAccessTokens(_ tokens: Set<String>) {
+        lock.withLock { accessTokens = tokens }
     }
 
     func snapshot() -> SandboxStats {
@@ -203,7 +208,7 @@ final class SandboxState: @unchecked Sendable {
                 }
             }
         }
-        guard token == accessToken else {
+        guard let token, accessTokens.contains(token) else {
             stats.rejectedRequests += 1
             return Self.answer(40105, "The access token is invalid or has been revoked", requestID: id)
         }
@@ -318,7 +323,9 @@ final class SandboxHandler: ChannelInboundHandler {
         case (.GET, "/_sandbox/stats"):
             respond(.ok, body: state.snapshot().json, head: head, context: context)
         case (.PUT, "/_sandbox/access-token"):
-            state.setAccessToken(body.getString(at: body.readerIndex, length: body.readableBytes)?.trimmingWhitespace() ?? "")
+            // One token per line (or separated by white space): the ones accepted from now on.
+            let text = body.getString(at: body.readerIndex, length: body.readableBytes) ?? ""
+            state.setAccessTokens(Set(text.split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)))
             respond(.ok, body: #"{"ok":true}"#, head: head, context: context)
         default:
             respond(.notFound, body: #"{"code":40400,"message":"not found"}"#, head: head, context: context)

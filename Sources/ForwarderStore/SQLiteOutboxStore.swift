@@ -40,13 +40,13 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         try locked { db in
             try db.writeTransaction {
                 let insert = try db.statement("""
-                    INSERT INTO outbox (event_id, payload, created_at) VALUES (?1, ?2, ?3)
+                    INSERT INTO outbox (event_id, payload, created_at, destination) VALUES (?1, ?2, ?3, ?4)
                     ON CONFLICT (event_id) DO NOTHING
                     """)
                 var result = EnqueueResult()
                 for event in events {
                     insert.reset()
-                    try insert.bind(1, event.eventID).bind(2, event.payload).bind(3, now)
+                    try insert.bind(1, event.eventID).bind(2, event.payload).bind(3, now).bind(4, event.destination)
                     try insert.run()
                     if db.changes == 1 { result.inserted += 1 } else { result.duplicates += 1 }
                 }
@@ -57,14 +57,26 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
 
     // MARK: - The delivery cycle
 
-    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool) throws -> [ClaimedRow] {
+    public func claim(limit: Int, owner: String, leaseUntil: UnixMillis, now: UnixMillis, suspects: Bool, route: Route?) throws -> [ClaimedRow] {
         try locked { db in
             // A read first: an idle daemon polls every linger, and a read neither takes the
             // write lock producers need nor writes anything.
-            let due = try db.statement("SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1)")
+            let due = try db.statement(route == nil
+                ? "SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1)"
+                : """
+                  SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND destination = ?2 AND next_attempt_at <= ?1)
+                      OR (?3 AND EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND destination IS NULL AND next_attempt_at <= ?1))
+                  """)
             try due.bind(1, now)
+            if let route { try due.bind(2, route.name).bind(3, route.includingUnrouted ? 1 : 0) }
             guard try due.step(), due.int(0) == 1 else { return [] }
             due.reset()
+            // Any destination (?10 NULL), or one (and NULL rows with ?11): for the suspects'
+            // queries, whose partial index is small.
+            let routed = "(?10 IS NULL OR destination = ?10 OR (?11 AND destination IS NULL))"
+            func bindRoute(_ statement: SQLiteStatement) throws {
+                try statement.bind(10, route?.name).bind(11, route?.includingUnrouted == true ? 1 : 0)
+            }
             return try db.writeTransaction {
                 // Suspects — rows whose last claim ended without a result (the daemon crashed,
                 // was killed or hung while holding them) — go before any other row, in groups
@@ -75,22 +87,24 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 if suspects {
                     let first = try db.statement("""
                         SELECT unsettled_claims FROM outbox
-                        WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= ?1
+                        WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= ?1 AND \(routed)
                         ORDER BY next_attempt_at, id
                         LIMIT 1
                         """)
                     try first.bind(1, now)
+                    try bindRoute(first)
                     if try first.step() {
                         let unsettled = first.int(0)
                         first.reset()
                         let group = max(1, limit >> min(unsettled, 30))
                         let ids = try db.statement("""
                             SELECT id FROM outbox
-                            WHERE state = 'pending' AND unsettled_claims = ?1 AND next_attempt_at <= ?2
+                            WHERE state = 'pending' AND unsettled_claims = ?1 AND next_attempt_at <= ?2 AND \(routed)
                             ORDER BY next_attempt_at, id
                             LIMIT ?3
                             """)
                         try ids.bind(1, unsettled).bind(2, now).bind(3, group)
+                        try bindRoute(ids)
                         var picked: [Int64] = []
                         while try ids.step() { picked.append(ids.int64(0)) }
                         let claimGroup = try db.statement("""
@@ -107,23 +121,99 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         return rows
                     }
                 }
+                // One destination: its rows and (for the default) the NULL ones, each an
+                // ordered seek in outbox_pending_destination, merged. (An OR in one WHERE
+                // would sort every due row of the outbox on each claim.)
+                let candidates = route == nil
+                    ? """
+                      SELECT id FROM outbox
+                      WHERE state = 'pending' AND next_attempt_at <= ?3 AND unsettled_claims = 0
+                      ORDER BY next_attempt_at, id
+                      LIMIT ?4
+                      """
+                    : """
+                      SELECT id FROM (
+                          SELECT id, next_attempt_at FROM (
+                              SELECT id, next_attempt_at FROM outbox
+                              WHERE state = 'pending' AND destination = ?5 AND next_attempt_at <= ?3 AND unsettled_claims = 0
+                              ORDER BY next_attempt_at, id LIMIT ?4)
+                          UNION ALL
+                          SELECT id, next_attempt_at FROM (
+                              SELECT id, next_attempt_at FROM outbox
+                              WHERE ?6 AND state = 'pending' AND destination IS NULL AND next_attempt_at <= ?3 AND unsettled_claims = 0
+                              ORDER BY next_attempt_at, id LIMIT ?4))
+                      ORDER BY next_attempt_at, id
+                      LIMIT ?4
+                      """
                 let claim = try db.statement("""
                     UPDATE outbox
                     SET state = 'inflight', attempts = attempts + (attempts < 9223372036854775807),
                         lease_owner = ?1, lease_expires_at = ?2
-                    WHERE id IN (SELECT id FROM outbox
-                                 WHERE state = 'pending' AND next_attempt_at <= ?3 AND unsettled_claims = 0
-                                 ORDER BY next_attempt_at, id
-                                 LIMIT ?4)
+                    WHERE id IN (\(candidates))
                     RETURNING id, event_id, payload, created_at, attempts, first_sent_at, unsettled_claims
                     """)
                 try claim.bind(1, owner).bind(2, leaseUntil).bind(3, now).bind(4, limit)
+                if let route { try claim.bind(5, route.name).bind(6, route.includingUnrouted ? 1 : 0) }
                 var rows: [ClaimedRow] = []
                 rows.reserveCapacity(limit)
                 while try claim.step() { rows.append(Self.claimedRow(claim)) }
                 rows.sort { $0.id < $1.id }
                 return rows
             }
+        }
+    }
+
+    public func deadLetterUnknownDestinations(known: [String], now: UnixMillis) throws -> [String: Int] {
+        try locked { db in
+            // The distinct destinations of pending rows, one index seek each (a skip scan).
+            let next = try db.statement("""
+                SELECT destination FROM outbox
+                WHERE state = 'pending' AND destination IS NOT NULL AND (?1 IS NULL OR destination > ?1)
+                ORDER BY destination LIMIT 1
+                """)
+            var unknown: [String] = []
+            var after: String?
+            while true {
+                next.reset()
+                try next.bind(1, after)
+                guard try next.step() else { break }
+                let name = next.string(0)
+                if !known.contains(name) { unknown.append(name) }
+                after = name
+            }
+            guard !unknown.isEmpty else { return [:] }
+            return try db.writeTransaction {
+                let dead = try db.statement("""
+                    UPDATE outbox
+                    SET state = 'dead', finished_at = ?2, last_error = ?3, unsettled_claims = 0
+                    WHERE state = 'pending' AND destination = ?1
+                    """)
+                var result: [String: Int] = [:]
+                for name in unknown {
+                    dead.reset()
+                    try dead.bind(1, name).bind(2, now).bind(3, String(Route.unknownReason(name, known: known).prefix(1_000)))
+                    try dead.run()
+                    result[name] = db.changes
+                }
+                return result
+            }
+        }
+    }
+
+    public func destinationBacklogs() throws -> [DestinationBacklog] {
+        try locked { db in
+            let query = try db.statement("""
+                SELECT destination, sum(state = 'pending'), sum(state = 'inflight'), sum(state = 'dead') FROM (
+                    SELECT destination, state FROM outbox WHERE state = 'pending'
+                    UNION ALL SELECT destination, state FROM outbox WHERE state = 'inflight'
+                    UNION ALL SELECT destination, state FROM outbox WHERE state = 'dead')
+                GROUP BY destination ORDER BY destination
+                """)
+            var result: [DestinationBacklog] = []
+            while try query.step() {
+                result.append(DestinationBacklog(destination: query.optionalString(0), pending: query.int(1), inflight: query.int(2), dead: query.int(3)))
+            }
+            return result
         }
     }
 

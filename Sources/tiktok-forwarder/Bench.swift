@@ -67,7 +67,7 @@ struct Bench: ParsableCommand {
         func run() throws {
             let event = #"{"event":"Purchase","event_time":1795000000,"event_id":"bench-0000000","page":{"url":"https://shop.example/checkout"},"properties":{"currency":"EUR","value":12.5,"contents":[{"content_id":"SKU-1","quantity":1,"price":12.5}]}}"#
             let count = max(1, bodyBytes / (event.utf8.count + 1))
-            let body = TrackRequest.body(pixelCode: "BENCH", testEventCode: nil, events: Array(repeating: Array(event.utf8), count: count))
+            let body = TrackRequest.body(sourceID: "BENCH", testEventCode: nil, events: Array(repeating: Array(event.utf8), count: count))
             let url = CurlTransport.Configuration.trackURL(base: endpoint)
             let results = Mutex<(requests: Int, failures: Int, connections: Int, latencies: [Double])>((0, 0, 0, []))
             let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))

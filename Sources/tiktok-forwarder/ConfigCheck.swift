@@ -28,7 +28,9 @@ struct Config: ParsableCommand {
         func run() throws {
             let environment = ProcessInfo.processInfo.environment
             let layers = try options.layers()
-            for key in ConfigKeys.scalars + ConfigKeys.tables.sorted() {
+            var printed = Set<String>()
+            for key in ConfigKeys.scalars + ConfigKeys.tables.sorted() + layers.values.keys.filter({ $0.hasPrefix("transform.events.") }).sorted() {
+                guard printed.insert(key).inserted else { continue }
                 guard let (value, origin) = layers.values[key] else { continue }
                 let shown: String
                 switch value {
@@ -47,9 +49,13 @@ struct Config: ParsableCommand {
                 printError("config check: would not start: \(error.description)")
                 throw ExitCode(1)
             }
-            if layers.scalar("access_token_file") == nil { print("access_token_file: \(configuration.accessTokenFile)    ($CREDENTIALS_DIRECTORY)") }
-            let token = try AccessTokenFile.read(configuration.accessTokenFile)
-            print("access token: \(token.count) characters, redacted")
+            for (index, destination) in configuration.destinations.enumerated() {
+                let token = try AccessTokenFile.read(destination.accessTokenFile)
+                let role = index == 0 ? (configuration.destinations.count > 1 ? ", the default (rows whose destination is NULL)" : "") : ""
+                print("destination \(destination.name)\(role): \(destination.summary); token file \(destination.accessTokenFile) (\(token.count) characters, redacted)"
+                      + (destination.testEventCode.map { "; test_event_code \($0)" } ?? "") + (destination.partnerName.map { "; partner_name \($0)" } ?? "")
+                      + "; preset \(destination.transform.preset.rawValue)")
+            }
             if layers.scalar("endpoint") == nil { print("endpoint: \(configuration.endpoint)    (default)") }
             let d = configuration.delivery
             print("delivery: \(d.maxInFlight) in flight, batches of \(d.maxBatchEvents), request timeout \(Durations.format(millis: d.requestTimeoutMillis)), lease \(Durations.format(millis: d.leaseMillis)), \(d.retry.maxAttempts) attempts within \(Durations.format(millis: d.retry.maxAgeMillis)), shutdown budget \(Durations.format(millis: d.shutdownBudgetMillis)), retention \(Durations.format(millis: d.retentionMillis))")

@@ -11,7 +11,8 @@ struct Enqueue: ParsableCommand {
             `event_id`, else `context.event_id`; the line itself is the payload. An event_id \
             already in the outbox is ignored and counted as a duplicate. A line that is not a \
             JSON object or has no event id is reported with its number and skipped; the good \
-            lines are still inserted.
+            lines are still inserted. --destination fills the rows' destination column (which \
+            of the configured destinations gets them; default NULL, the default destination).
 
             Exit status: 0 when every line was inserted or a duplicate, 1 when a line was \
             rejected, 2 on bad usage.
@@ -26,8 +27,12 @@ struct Enqueue: ParsableCommand {
     @Option(help: "Rows per transaction.")
     var batchSize = 1_000
 
+    @Option(help: ArgumentHelp("The rows' destination column: the name of a configured destination (default NULL: the default one).", valueName: "name"))
+    var destination: String?
+
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
+        if let destination, destination.isEmpty { throw ValidationError("--destination: give a destination name") }
     }
 
     func run() throws {
@@ -46,7 +51,7 @@ struct Enqueue: ParsableCommand {
                 printError("line \(line.number): rejected: \(reason.message)")
                 rejected += 1
             case .success(let eventID):
-                batch.append(NewEvent(eventID: eventID, payload: String(decoding: line.bytes, as: UTF8.self)))
+                batch.append(NewEvent(eventID: eventID, payload: String(decoding: line.bytes, as: UTF8.self), destination: destination))
                 if batch.count == batchSize {
                     let result = try store.enqueue(batch, now: currentMillis())
                     total.inserted += result.inserted

@@ -73,8 +73,10 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Events API base URL (default https://business-api.tiktok.com; http only to loopback).", valueName: "url"))
     var endpoint: String?
-    @Option(help: ArgumentHelp("The TikTok pixel code (event_source_id).", valueName: "code"))
+    @Option(help: ArgumentHelp("The TikTok pixel code (the event_source_id of web events).", valueName: "code"))
     var pixelCode: String?
+    @Option(help: ArgumentHelp("The event_source_id for --event-source app, offline or crm: the TikTok App ID or the event set ID.", valueName: "id"))
+    var eventSourceId: String?
     @Option(help: ArgumentHelp("File holding the access token (default: $CREDENTIALS_DIRECTORY/access-token).", valueName: "file"))
     var accessTokenFile: String?
     @Option(help: ArgumentHelp("Send test_event_code (events show in Events Manager's test tab).", valueName: "code"))
@@ -115,7 +117,7 @@ struct RunOptions: ParsableArguments {
     func layers() throws -> ConfigLayers {
         var layers = try database.layers()
         let flags: [(String, String?, String)] = [
-            ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"),
+            ("endpoint", endpoint, "--endpoint"), ("pixel_code", pixelCode, "--pixel-code"), ("event_source_id", eventSourceId, "--event-source-id"),
             ("access_token_file", accessTokenFile, "--access-token-file"), ("test_event_code", testEventCode, "--test-event-code"),
             ("partner_name", partnerName, "--partner-name"),
             ("metrics_listen", metricsListen, "--metrics-listen"),

@@ -10,9 +10,13 @@ struct Sandbox: ParsableCommand {
         discussion: """
             Serves POST /open_api/v1.3/event/track/ and checks what TikTok checks: the \
             Access-Token header (wrong or missing: code 40105), the JSON body, event_source, \
-            event_source_id, data with 1..1000 events, and per event: event, event_time (integer \
-            seconds), event_id (a string), hashed user fields (64 lowercase hex), ids as strings, \
-            currency on TikTok's list, value a number, page.url for web. Any failure answers \
+            event_source_id (its kind: a pixel code for web, a number for app, offline and crm), data \
+            with 1..1000 events, and per event: event, event_time (integer seconds), event_id (a \
+            string), hashed user fields (64 lowercase hex), ids as strings, currency on TikTok's \
+            list, value a number, and each source's rules: page.url for web; ttp and ttclid only \
+            for web; app.app_id, the ad object and device ids (IDFA uppercase, GAID lowercase, \
+            att_status) only for app; standard names only for offline; custom names and \
+            lead.lead_id for crm. Any failure answers \
             HTTP 200 with code 40002 and a message naming data.N.field, and records nothing: the \
             whole batch fails, as on TikTok.
 
@@ -20,7 +24,7 @@ struct Sandbox: ParsableCommand {
             {"received_at": <unix ms>, "event_source_id": …, "test_event_code": …|null, "event": {…}}. \
             Duplicates by TikTok's dedup key (pixel, event name, event_id) are counted. \
             GET /_sandbox/stats returns the counters as JSON; PUT /_sandbox/access-token replaces \
-            the accepted token (to simulate a revoked one).
+            the accepted tokens with those of its body, one per line (to simulate a revoked one).
 
             Faults are probabilities per request, reproducible with --seed. The first line of \
             standard output is `listening on HOST:PORT`. SIGTERM or SIGINT stops it cleanly.
@@ -29,7 +33,7 @@ struct Sandbox: ParsableCommand {
 
     @Option(help: "Address to bind (loopback by default).") var host = "127.0.0.1"
     @Option(help: "Port; 0 picks a free one.") var port = 0
-    @Option(help: "The access token to accept (a test value; a real token belongs in --access-token-file).") var accessToken: String?
+    @Option(help: "An access token to accept (repeatable, one per destination; a test value: a real token belongs in --access-token-file).") var accessToken: [String] = []
     @Option(help: ArgumentHelp("Read the token to accept from this file instead (keeps it out of the process list).", valueName: "file"))
     var accessTokenFile: String?
     @Option(help: ArgumentHelp("Append accepted events to this NDJSON file.", valueName: "file")) var record: String?
@@ -54,8 +58,8 @@ struct Sandbox: ParsableCommand {
             throw ValidationError("the fault rates add up to more than 1")
         }
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0…65535") }
-        guard (accessToken == nil) != (accessTokenFile == nil) else {
-            throw ValidationError("give exactly one of --access-token and --access-token-file")
+        guard accessToken.isEmpty != (accessTokenFile == nil) else {
+            throw ValidationError("give --access-token (repeatable) or --access-token-file, not both")
         }
     }
 
@@ -68,9 +72,10 @@ struct Sandbox: ParsableCommand {
                 throw ValidationError("\(error)")
             }
         } else {
-            token = accessToken ?? ""
+            token = accessToken[0]
         }
         var config = SandboxServer.Configuration(accessToken: token)
+        config.extraAccessTokens = Array(accessToken.dropFirst())
         config.host = host
         config.port = port
         config.recordPath = record

@@ -26,8 +26,9 @@ struct Status: ParsableCommand {
         repeat {
             let now = currentMillis()
             let stats = try store.stats(now: now)
+            let destinations = try store.destinationBacklogs()
             if watch { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-            print(json ? StatusReport.json(stats, now: now) : StatusReport.text(stats, now: now))
+            print(json ? StatusReport.json(stats, destinations: destinations, now: now) : StatusReport.text(stats, destinations: destinations, now: now))
             if watch { Thread.sleep(forTimeInterval: 2) }
         } while watch
     }
@@ -35,7 +36,7 @@ struct Status: ParsableCommand {
 
 /// How `status` renders the store's stats.
 enum StatusReport {
-    static func json(_ stats: OutboxStats, now: UnixMillis) -> String {
+    static func json(_ stats: OutboxStats, destinations: [DestinationBacklog] = [], now: UnixMillis) -> String {
         var counts = JSONObject()
         for state in RowState.allCases { counts.append(state.rawValue, .number(String(stats.count(state)))) }
         var root = JSONObject()
@@ -54,6 +55,18 @@ enum StatusReport {
             o.append("in_flight_limit", d.inFlightLimit.map { .number(String($0)) } ?? .null)
             return .object(o)
         }))
+        root.append("destinations", .array(destinations.map { b in
+            var o = JSONObject()
+            o.append("destination", b.destination.map(JSON.string) ?? .null)
+            o.append("pending", .number(String(b.pending)))
+            o.append("inflight", .number(String(b.inflight)))
+            o.append("dead", .number(String(b.dead)))
+            let prefix = "destination '\(b.destination ?? "")': "
+            let lines = stats.daemons.compactMap(\.pausedReason).flatMap { $0.split(separator: "\n").map(String.init) }
+            let paused = b.destination == nil ? nil : lines.first { $0.hasPrefix(prefix) }
+            o.append("paused_reason", paused.map(JSON.string) ?? .null)
+            return .object(o)
+        }))
         root.append("recent_errors", .array(stats.recentErrors.map { e in
             var o = JSONObject()
             o.append("id", .number(String(e.id)))
@@ -67,7 +80,7 @@ enum StatusReport {
         return JSONWriter.encode(.object(root))
     }
 
-    static func text(_ stats: OutboxStats, now: UnixMillis) -> String {
+    static func text(_ stats: OutboxStats, destinations: [DestinationBacklog] = [], now: UnixMillis) -> String {
         var lines: [String] = []
         let states = RowState.allCases.map { "\($0.rawValue) \(stats.count($0))" }.joined(separator: "   ")
         lines.append("rows:      \(states)")
@@ -78,7 +91,8 @@ enum StatusReport {
             lines.append("daemon:    none running")
         }
         for daemon in stats.daemons {
-            let state = daemon.pausedReason.map { "PAUSED: \(SafeText.escapingControls($0))" }
+            // With several destinations, one line per paused one ("destination 'x': reason").
+            let state = daemon.pausedReason.map { $0.split(separator: "\n").map { "PAUSED: \(SafeText.escapingControls(String($0)))" }.joined(separator: "\n           ") }
                 ?? "delivering, \(daemon.inFlightLimit.map { "\($0)" } ?? "?") requests in flight at most"
             let silence = max(0, now.subtracting(saturating: daemon.heartbeatAt))
             let heartbeat = silence > 30_000
@@ -86,6 +100,14 @@ enum StatusReport {
                 : "heartbeat \(Durations.format(millis: silence)) ago"
             lines.append("daemon:    pid \(daemon.pid), up \(Durations.format(millis: max(0, now.subtracting(saturating: daemon.startedAt)))), \(heartbeat)")
             lines.append("           \(state)")
+        }
+        if destinations.contains(where: { $0.destination != nil }) {
+            lines.append("by destination (rows not yet final, and dead):")
+            let width = destinations.map { ($0.destination ?? "(default: NULL)").count }.max() ?? 0
+            for b in destinations {
+                let name = SafeText.escapingControls(b.destination ?? "(default: NULL)")
+                lines.append("  \(name.padding(toLength: max(width, name.count), withPad: " ", startingAt: 0))   pending \(b.pending)   inflight \(b.inflight)   dead \(b.dead)")
+            }
         }
         if !stats.recentErrors.isEmpty {
             lines.append("recent errors:")

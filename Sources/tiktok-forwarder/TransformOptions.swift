@@ -35,6 +35,12 @@ struct TransformOptions: ParsableArguments {
     @Option(help: ArgumentHelp("page.url for events that carry none.", valueName: "url"))
     var defaultPageUrl: String?
 
+    @Option(help: ArgumentHelp("The event source: web (default), app, offline, crm, or auto (app for events with a context.app, else web).", valueName: "source"))
+    var eventSource: String?
+
+    @Option(help: ArgumentHelp("Which events become ViewContent: page_view, view_item or both (default: the preset's table).", valueName: "choice"))
+    var viewContent: String?
+
     /// Adds the flags that were given as the top configuration layer.
     func add(to layers: inout ConfigLayers) throws {
         layers.set("transform.preset", preset, origin: "--preset")
@@ -53,6 +59,8 @@ struct TransformOptions: ParsableArguments {
         layers.set("transform.content_type", contentType, origin: "--content-type")
         layers.set("transform.max_age", maxAge, origin: "--max-age")
         layers.set("transform.default_page_url", defaultPageUrl, origin: "--default-page-url")
+        layers.set("event_source", eventSource, origin: "--event-source")
+        layers.set("transform.view_content", viewContent, origin: "--view-content")
     }
 
     private func split(_ entry: String, option: String) throws -> (String, String) {

@@ -139,7 +139,7 @@ struct CustomPropertyTests {
         let sent = try JSONParser.parse(w.bytes)
         #expect(sent.value(at: ["properties", "brand_tier"]) == .string("gold") && sent.value(at: ["user", "segment"]) == .number("7"))
         #expect(!String(decoding: w.bytes, as: UTF8.self).contains("LOY-42"), "a hashed custom property leaves the process hashed")
-        let request = try JSONParser.parse(TrackRequest.body(pixelCode: "P", testEventCode: nil, events: [w.bytes]))
+        let request = try JSONParser.parse(TrackRequest.body(sourceID: "P", testEventCode: nil, events: [w.bytes]))
         #expect(TrackRequestValidator.firstProblem(in: request) == nil)
     }
 

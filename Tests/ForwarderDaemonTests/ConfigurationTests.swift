@@ -46,7 +46,7 @@ struct ConfigurationTests {
         layers.set("transform.events", .table(["quote": "SubmitForm"]), origin: "--event")
         let config = try ForwarderConfiguration.resolve(layers, environment: [:])
         #expect(config.databasePath == "/from/env.sqlite")
-        #expect(config.pixelCode == "FILEPIXEL")
+        #expect(config.defaultDestination.pixelCode == "FILEPIXEL")
         #expect(config.delivery.maxInFlight == 8 && config.delivery.lingerMillis == 20)
         #expect(config.transform.eventNames == ["signup": "CompleteRegistration", "quote": "SubmitForm"])
         #expect(config.endpoint == "https://business-api.tiktok.com")
@@ -99,8 +99,8 @@ struct ConfigurationTests {
         layers.set("db", "/x.sqlite", origin: "--db")
         layers.set("pixel_code", "P", origin: "--pixel-code")
         let config = try ForwarderConfiguration.resolve(layers, environment: ["CREDENTIALS_DIRECTORY": directory.path])
-        #expect(config.accessTokenFile == directory.path + "/access-token")
-        #expect(try AccessTokenFile.read(config.accessTokenFile) == "secret")
+        #expect(config.defaultDestination.accessTokenFile == directory.path + "/access-token")
+        #expect(try AccessTokenFile.read(config.defaultDestination.accessTokenFile) == "secret")
     }
 
     @Test("mistakes are refused with the key and where it came from", arguments: [

@@ -322,15 +322,15 @@ struct DaemonTests {
         #expect(try waitUntil(timeout: 60) {
             let values = try scrape()
             if let pending = values[#"tiktok_forwarder_rows{state="pending"}"#] { pendingSeen.append(pending) }
-            return values[#"tiktok_forwarder_events_total{outcome="delivered"}"#] == 3_000 && pendingSeen.last == 0
+            return values[#"tiktok_forwarder_events_total{outcome="delivered",destination="default"}"#] == 3_000 && pendingSeen.last == 0
         })
         #expect((pendingSeen.max() ?? 0) > 0, "a scrape during the drain saw rows pending: \(pendingSeen)")
         let values = try scrape()
-        #expect(values[#"tiktok_forwarder_events_total{outcome="dead",reason="transform"}"#] == 1)
-        #expect(values[#"tiktok_forwarder_requests_total{outcome="delivered",code="0"}"#] ?? 0 >= 15)
+        #expect(values[#"tiktok_forwarder_events_total{outcome="dead",reason="transform",destination="default"}"#] == 1)
+        #expect(values[#"tiktok_forwarder_requests_total{outcome="delivered",code="0",destination="default"}"#] ?? 0 >= 15)
         #expect(values["tiktok_forwarder_request_duration_seconds_count"] ?? 0 >= 15)
         for reason in ["access_token", "permission", "tls", "endpoint", "other"] {
-            #expect(values[#"tiktok_forwarder_paused{reason="\#(reason)"}"#] == 0, "bounded reason codes, all 0 while delivering")
+            #expect(values[#"tiktok_forwarder_paused{reason="\#(reason)",destination="default"}"#] == 0, "bounded reason codes, all 0 while delivering")
         }
         #expect(values[#"tiktok_forwarder_build_info{version="\#(ForwarderVersion.string)"}"#] == 1)
         let text = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout

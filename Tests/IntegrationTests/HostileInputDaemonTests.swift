@@ -347,7 +347,7 @@ struct OperatorToolTests {
         let metrics = try ChildProcess.run("/usr/bin/curl", ["-s", url], in: rig.directory).stdout
         #expect(metrics.contains(#"tiktok_forwarder_dropped_fields_total{field="properties.currency"} 2"#), "\(metrics)")
         #expect(metrics.contains(#"tiktok_forwarder_dropped_fields_total{field="properties.value"} 2"#))
-        #expect(metrics.contains(#"tiktok_forwarder_events_total{outcome="skipped"} 43"#))
+        #expect(metrics.contains(#"tiktok_forwarder_events_total{outcome="skipped",destination="default"} 43"#))
         daemon.signal(SIGTERM)
         #expect(daemon.wait(timeout: 20) == 0)
         let log = daemon.stderr

@@ -12,7 +12,7 @@ struct TransportTests {
     static let event = #"{"event":"Purchase","event_time":1795000000,"event_id":"e1","page":{"url":"https://s.example/"}}"#
 
     static func body(events: Int = 1) -> [UInt8] {
-        TrackRequest.body(pixelCode: "PIXEL1", testEventCode: nil, events: Array(repeating: Array(event.utf8), count: events))
+        TrackRequest.body(sourceID: "PIXEL1", testEventCode: nil, events: Array(repeating: Array(event.utf8), count: events))
     }
 
     static func sandbox(_ configure: (inout SandboxServer.Configuration) -> Void = { _ in }) throws -> SandboxServer {
@@ -52,7 +52,7 @@ struct TransportTests {
             Issue.record("expected a configuration error"); return
         }
         let events = [Self.event, Self.event.replacingOccurrences(of: "\"e1\"", with: "\"bad-2\"")].map { Array($0.utf8) }
-        let body = TrackRequest.body(pixelCode: "P", testEventCode: "TEST123", events: events)
+        let body = TrackRequest.body(sourceID: "P", testEventCode: "TEST123", events: events)
         guard case .invalidEvent(index: 1, let message) = ResponseClassifier.classify(transport.post(body: body, accessToken: Self.token)) else {
             Issue.record("expected 40002 naming index 1"); return
         }
