@@ -238,6 +238,7 @@ final class SandboxState: @unchecked Sendable {
             return Self.answer(40002, "data.\(index).event_id: the event was rejected (sandbox --reject-event-id-prefix)", requestID: id)
         }
         let pixel = request["event_source_id"]?.stringValue ?? ""
+        let eventSource = request["event_source"]?.stringValue ?? ""
         let testCode = request["test_event_code"]?.stringValue
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for event in events {
@@ -247,6 +248,7 @@ final class SandboxState: @unchecked Sendable {
             if record != nil {
                 var w = JSONWriter(capacity: 1_500)
                 w.raw("{\"received_at\":"); w.integer(now)
+                w.raw(",\"event_source\":"); w.string(eventSource)
                 w.raw(",\"event_source_id\":"); w.string(pixel)
                 w.raw(",\"test_event_code\":"); if let testCode { w.string(testCode) } else { w.raw("null") }
                 w.raw(",\"event\":"); w.value(event)

@@ -21,7 +21,7 @@ struct Sandbox: ParsableCommand {
             whole batch fails, as on TikTok.
 
             Accepted events are appended to --record as NDJSON, one line per event: \
-            {"received_at": <unix ms>, "event_source_id": …, "test_event_code": …|null, "event": {…}}. \
+            {"received_at": <unix ms>, "event_source": …, "event_source_id": …, "test_event_code": …|null, "event": {…}}. \
             Duplicates by TikTok's dedup key (pixel, event name, event_id) are counted. \
             GET /_sandbox/stats returns the counters as JSON; PUT /_sandbox/access-token replaces \
             the accepted tokens with those of its body, one per line (to simulate a revoked one).

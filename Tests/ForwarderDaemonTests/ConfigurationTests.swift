@@ -200,3 +200,127 @@ struct CustomPropertyConfigurationTests {
         }
     }
 }
+
+@Suite("Destinations and event sources in the configuration")
+struct DestinationConfigurationTests {
+    static func resolve(_ yaml: String, files: [String: String] = [:], environment: [String: String] = [:]) throws -> ForwarderConfiguration {
+        let directory = TemporaryDirectory()
+        for (name, content) in files { try content.write(toFile: directory.path + "/" + name, atomically: true, encoding: .utf8) }
+        let path = directory.path + "/c.yaml"
+        try yaml.replacingOccurrences(of: "$DIR", with: directory.path).write(toFile: path, atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(path)
+        return try ForwarderConfiguration.resolve(layers, environment: environment.mapValues { $0.replacingOccurrences(of: "$DIR", with: directory.path) })
+    }
+
+    static func refusal(_ yaml: String, files: [String: String] = ["t": "tok"]) -> String {
+        do {
+            _ = try resolve(yaml, files: files)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test("the example file still makes one web destination named default from the top-level keys")
+    func example() throws {
+        let directory = TemporaryDirectory()
+        try "tok".write(toFile: directory.path + "/access-token", atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(Repository.root + "/tiktok-forwarder.example.yaml")
+        let config = try ForwarderConfiguration.resolve(layers, environment: ["CREDENTIALS_DIRECTORY": directory.path])
+        #expect(config.destinations.count == 1)
+        let only = config.defaultDestination
+        #expect(only.name == "default" && only.eventSource == .web && only.sourceIDs == [.web: "CXXXXXXXXXXXXXXXXXXX"])
+        #expect(only.accessTokenFile == directory.path + "/access-token" && only.transform == TransformSettings())
+    }
+
+    @Test("destinations inherit the token file, test code and transform; each sets its source and id; the default comes first")
+    func destinations() throws {
+        let config = try Self.resolve("""
+            db: /x.sqlite
+            access_token_file: $DIR/shared
+            test_event_code: TEST1
+            transform:
+              preset: current
+              events:
+                newsletter: Subscribe
+            destinations:
+              - name: brand-fr
+                pixel_code: CFRPIXEL
+              - name: app
+                default: true
+                event_source: app
+                event_source_id: "7123456789"
+                access_token_file: $DIR/app-token
+                test_event_code: ~
+                transform:
+                  events:
+                    login: Login
+                    purchase:
+                      name: Purchase
+                      map: {properties.value: [revenue, total]}
+                      set: {properties.value: 0, properties.channel: app}
+              - name: stores
+                event_source: offline
+                event_source_id: "7000000000000000001"
+              - name: both
+                event_source: auto
+                event_source_id: {web: CBOTH, app: "7999"}
+            """, files: ["shared": "tok-a", "app-token": "tok-b"])
+        #expect(config.destinations.map(\.name) == ["app", "brand-fr", "stores", "both"], "the default first")
+        let app = config.defaultDestination
+        #expect(app.eventSource == .app && app.sourceIDs == [.app: "7123456789"] && app.accessTokenFile.hasSuffix("/app-token"))
+        #expect(app.testEventCode == "TEST1", "a null in the destination leaves the inherited value")
+        #expect(app.transform.preset == .current && app.transform.eventNames == ["newsletter": "Subscribe", "login": "Login", "purchase": "Purchase"])
+        let purchase = try #require(app.transform.eventOverrides["purchase"])
+        #expect(purchase.mapping[.value] == FieldSource(paths: [["revenue"], ["total"]], constant: .number("0")))
+        #expect(purchase.customFields.map(\.key) == ["channel"])
+        let fr = config.destinations[1]
+        #expect(fr.eventSource == .web && fr.pixelCode == "CFRPIXEL" && fr.accessTokenFile.hasSuffix("/shared") && fr.transform.eventOverrides.isEmpty)
+        #expect(config.destinations[2].sourceIDs == [.offline: "7000000000000000001"])
+        #expect(config.destinations[3].eventSource == .auto && config.destinations[3].sourceIDs == [.web: "CBOTH", .app: "7999"])
+        #expect(config.destination(named: nil)?.name == "app" && config.destination(named: "stores") != nil && config.destination(named: "nope") == nil)
+    }
+
+    @Test("under systemd each destination reads the credential access-token-NAME, else access-token")
+    func credentials() throws {
+        let config = try Self.resolve("""
+            db: /x.sqlite
+            destinations:
+              - name: a
+                pixel_code: CA
+              - name: b
+                pixel_code: CB
+            """, files: ["access-token-b": "tok-b", "access-token": "tok"], environment: ["CREDENTIALS_DIRECTORY": "$DIR"])
+        #expect(config.destinations[0].accessTokenFile.hasSuffix("/access-token"))
+        #expect(config.destinations[1].accessTokenFile.hasSuffix("/access-token-b"))
+    }
+
+    @Test("mistakes are refused with the key named", arguments: [
+        ("db: /x\naccess_token_file: $DIR/t\npixel_code: CP\ndestinations:\n  - name: a\n    pixel_code: CA\n", "pixel_code is set at the top level and destinations: is given"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    pixel_code: CA\n  - name: a\n    pixel_code: CB\n", "two destinations are named 'a'"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    default: true\n    pixel_code: CA\n  - name: b\n    default: yes\n    pixel_code: CB\n", "'a' is already the default"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - pixel_code: CA\n", "a destination needs a name"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a b\n    pixel_code: CA\n", "is not a destination name"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    pixel_code: CA\n    delivery:\n      linger: 1s\n", "unknown section"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    pixel: CA\n", "unknown key 'pixel' in a destination"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n", "destination 'a': no pixel code"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    event_source: app\n", "destination 'a': event source app needs the TikTok App ID"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source: app\nevent_source_id: CPIXEL\n", "'CPIXEL' is not a TikTok App ID"),
+        ("db: /x\naccess_token_file: $DIR/t\npixel_code: \"123456\"\n", "'123456' is not a pixel code"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source: offline\npixel_code: CP\n", "pixel_code is a web id, but the event source is offline"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source: auto\nevent_source_id: CP\n", "with event_source auto, give one id per source"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source: auto\nevent_source_id: {web: CP}\n", "event source auto needs the TikTok App ID"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source: tv\npixel_code: CP\n", "'tv' is not an event source"),
+        ("db: /x\naccess_token_file: $DIR/t\nevent_source_id: {web: CP, tv: \"1\"}\n", "'tv' is not an event source"),
+        ("db: /x\naccess_token_file: $DIR/t\ndestinations:\n  - name: a\n    pixel_code: CA\n    access_token_file: $DIR/missing\n", "destination 'a': cannot read the access token file"),
+        ("db: /x\naccess_token_file: $DIR/t\npixel_code: CP\ntransform:\n  events:\n    purchase:\n      nmae: Purchase\n", "an event's entry takes name, map and set"),
+        ("db: /x\naccess_token_file: $DIR/t\npixel_code: CP\ntransform:\n  events:\n    purchase:\n      map: {properties.valu: revenue}\n", "did you mean properties.value?"),
+        ("db: /x\naccess_token_file: $DIR/t\npixel_code: CP\ntransform:\n  view_content: pages\n", "'pages' is not page_view, view_item or both"),
+    ])
+    func mistakes(yaml: String, message: String) {
+        let error = Self.refusal(yaml)
+        #expect(error.contains(message), "\(error)")
+    }
+}

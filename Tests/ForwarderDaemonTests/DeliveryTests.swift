@@ -7,14 +7,22 @@ import Testing
 /// A transport that answers like TikTok would, from a rule over the request's event ids.
 final class ScriptedTransport: EventTransport {
     var requests: [[String]] = []
+    /// Each request's event_source, event_source_id and access token.
+    var addresses: [(source: String, id: String, token: String)] = []
     var answer: ([String]) -> Result<HTTPResponse, TransportFailure>
+    /// Answers by token first, when set (a revoked token answers 40105 whatever the events).
+    var answerByToken: [String: Result<HTTPResponse, TransportFailure>] = [:]
 
     init(answer: @escaping ([String]) -> Result<HTTPResponse, TransportFailure>) { self.answer = answer }
 
     func post(body: [UInt8], accessToken: String) -> Result<HTTPResponse, TransportFailure> {
         var ids: [String] = []
-        if case .array(let events)? = (try? JSONParser.parse(body))?["data"] { ids = events.compactMap { $0["event_id"]?.stringValue } }
+        let request = try? JSONParser.parse(body)
+        if case .array(let events)? = request?["data"] { ids = events.compactMap { $0["event_id"]?.stringValue } }
         requests.append(ids)
+        addresses.append((request?["event_source"]?.stringValue ?? "?", request?["event_source_id"]?.stringValue ?? "?", accessToken))
+        if let answer = answerByToken[accessToken] { return answer }
+        if let request, let problem = TrackRequestValidator.firstProblem(in: request) { return Self.tiktok(40002, problem) }
         return answer(ids)
     }
 
@@ -119,6 +127,56 @@ struct DeliveryTests {
         #expect(control.nextTurn(now: Self.now + 30_000, waitMillis: 1) == .probe)
         let rows = try store.claim(limit: 10, owner: "x", leaseUntil: Self.now + 1, now: Self.now)
         #expect(rows.map(\.attempts) == [1, 1], "attempts were not consumed by the paused tries")
+    }
+
+    @Test("destinations: each claim takes one destination's rows; a revoked token pauses only its own destination")
+    func destinations() throws {
+        let store = InMemoryOutboxStore()
+        let app = #"{"event_name":"launch_app","context":{"app":{"namespace":"com.a"}}}"#
+        _ = try store.enqueue([Self.event("web-1"), Self.event("web-2"), NewEvent(eventID: "app-1", payload: app, destination: "app"),
+                               NewEvent(eventID: "web-3", payload: Self.event("x").payload, destination: "main")], now: Self.now)
+        let transport = ScriptedTransport { _ in ScriptedTransport.ok() }
+        transport.answerByToken["revoked"] = ScriptedTransport.tiktok(40105, "Access token is invalid")
+        var appSettings = TransformSettings()
+        appSettings.eventSource = .app
+        let control = DeliveryControl(maxInFlight: 2, destinations: 2)
+        let lanes = [
+            BatchDeliverer.Lane(target: .init(name: "main", isDefault: true, sourceIDs: [.web: "CMAIN"], testEventCode: nil), transformer: Transformer(), token: { "good" }),
+            BatchDeliverer.Lane(target: .init(name: "app", isDefault: false, sourceIDs: [.app: "7123"], testEventCode: nil),
+                                transformer: Transformer(settings: appSettings), token: { "revoked" }),
+        ]
+        let deliverer = BatchDeliverer(store: store, transport: transport, lanes: lanes, settings: DeliverySettings(), owner: "w", control: control,
+                                       clock: FixedClock(now: Self.now), logger: Logger(label: "test"), random: { 0.5 })
+        #expect(try deliverer.deliverOnce(destination: 1) == 1)
+        #expect(control.paused(destination: 1)?.contains("40105") == true && control.paused(destination: 0) == nil)
+        #expect(try deliverer.deliverOnce(destination: 0) == 3, "NULL rows and rows named for the default")
+        #expect(transport.requests == [["app-1"], ["web-1", "web-2", "web-3"]])
+        #expect(transport.addresses.map(\.source) == ["app", "web"] && transport.addresses.map(\.id) == ["7123", "CMAIN"])
+        let stats = try Self.states(store)
+        #expect(stats.count(.delivered) == 3 && stats.count(.pending) == 1 && stats.count(.dead) == 0)
+        // The paused destination gets probes only; the other one delivers.
+        #expect(control.nextTurn(now: Self.now, waitMillis: 1) == .deliver(0))
+        control.endTurn(.deliver(0))
+        control.claimed(rows: 0, destination: 0)
+        #expect(control.nextTurn(now: Self.now + 30_000, waitMillis: 1) == .probe(1))
+    }
+
+    @Test("auto: one request per discovered source; an event whose source has no id is dead with the reason")
+    func autoSources() throws {
+        let store = InMemoryOutboxStore()
+        let app = #"{"event_name":"purchase","context":{"app":{"namespace":"com.a"}}}"#
+        let offline = #"{"event_name":"purchase","partners":{"tiktok":{"event_source":"offline"}}}"#
+        _ = try store.enqueue([Self.event("w1"), NewEvent(eventID: "a1", payload: app), Self.event("w2"), NewEvent(eventID: "o1", payload: offline)], now: Self.now)
+        let transport = ScriptedTransport { _ in ScriptedTransport.ok() }
+        var auto = TransformSettings()
+        auto.eventSource = .auto
+        let deliverer = BatchDeliverer(store: store, transport: transport, transformer: Transformer(settings: auto), settings: DeliverySettings(),
+                                       target: .init(sourceIDs: [.web: "CWEB", .app: "7123"], testEventCode: nil), owner: "w",
+                                       control: DeliveryControl(maxInFlight: 1), token: { "t" }, clock: FixedClock(now: Self.now), logger: Logger(label: "test"))
+        #expect(try deliverer.deliverOnce() == 4)
+        #expect(transport.requests == [["w1", "w2"], ["a1"]] && transport.addresses.map(\.source) == ["web", "app"])
+        let dead = try #require(try store.deadLetter("o1"))
+        #expect(dead.error?.contains("has no offline event set ID") == true)
     }
 
     @Test("idle: once a claim finds nothing, one poll per linger; a worker that just had work goes on; finding rows wakes the rest")

@@ -122,6 +122,48 @@ struct StoreConformanceTests {
         #expect(try store.settle([.delivered(id: row.id, AttemptRecord())], owner: "crashed", now: t0) == 0)
     }
 
+    @Test("a claim for a destination takes its rows only (and, for the default, the NULL ones), oldest first", arguments: StoreKind.allCases)
+    func routedClaims(kind: StoreKind) throws {
+        let directory = TemporaryDirectory()
+        let store = try kind.make(in: directory)
+        let names: [String?] = [nil, "b", "a", nil, "b", "a", "c"]
+        _ = try store.enqueue(names.enumerated().map { NewEvent(eventID: "e\($0.offset)", payload: "{}", destination: $0.element) }, now: t0)
+        let main = Route(name: "a", includingUnrouted: true)
+        #expect(try store.claim(limit: 3, owner: "w", leaseUntil: t0 + 1_000, now: t0, suspects: true, route: main).map(\.eventID) == ["e0", "e2", "e3"])
+        #expect(try store.claim(limit: 9, owner: "w", leaseUntil: t0 + 1_000, now: t0, suspects: true, route: main).map(\.eventID) == ["e5"])
+        let b = Route(name: "b", includingUnrouted: false)
+        #expect(try store.claim(limit: 9, owner: "w", leaseUntil: t0 + 1_000, now: t0, suspects: true, route: b).map(\.eventID) == ["e1", "e4"])
+        #expect(try store.claim(limit: 9, owner: "w", leaseUntil: t0 + 1_000, now: t0, suspects: true, route: b).isEmpty)
+        #expect(try store.claim(limit: 9, owner: "w", leaseUntil: t0 + 1_000, now: t0).map(\.eventID) == ["e6"], "no route: any row")
+        // Suspects stay within their destination too.
+        #expect(try store.reclaimLeases(owners: ["w"], now: t0) == 7)
+        let suspects = try store.claim(limit: 8, owner: "v", leaseUntil: t0 + 1_000, now: t0, suspects: true, route: b)
+        #expect(suspects.map(\.eventID) == ["e1", "e4"])
+        let backlogs = try store.destinationBacklogs()
+        #expect(backlogs.map(\.destination) == [nil, "a", "b", "c"])
+        #expect(backlogs.map(\.pending) == [2, 2, 0, 1] && backlogs.map(\.inflight) == [0, 0, 2, 0])
+    }
+
+    @Test("rows for an unconfigured destination are dead with its name; redrive brings them back", arguments: StoreKind.allCases)
+    func unknownDestinations(kind: StoreKind) throws {
+        let directory = TemporaryDirectory()
+        let store = try kind.make(in: directory)
+        let names: [String?] = [nil, "shop", "brand-x", "brand-x", "", "shop", "zz\u{1B}[31m"]
+        _ = try store.enqueue(names.enumerated().map { NewEvent(eventID: "e\($0.offset)", payload: "{}", destination: $0.element) }, now: t0)
+        let dead = try store.deadLetterUnknownDestinations(known: ["default", "shop"], now: t0 + 5)
+        #expect(dead == ["brand-x": 2, "": 1, "zz\u{1B}[31m": 1])
+        #expect(try store.deadLetterUnknownDestinations(known: ["default", "shop"], now: t0 + 6).isEmpty, "once is enough")
+        let letter = try #require(try store.deadLetter("e2"))
+        #expect(letter.error == "destination 'brand-x' is not configured (configured: default, shop); add it to destinations:, restart, then dead redrive these rows")
+        #expect(DeadReason.of(error: letter.error) == .unknownDestination)
+        #expect(try store.deadLetter("e6")?.error?.contains("\u{1B}") == false, "the name is escaped")
+        #expect(try store.stats(now: t0).count(.pending) == 3)
+        #expect(try store.redrive(.eventIDs(["e2", "e3"]), now: t0 + 10) == 2)
+        #expect(try store.deadLetterUnknownDestinations(known: ["default", "shop", "brand-x"], now: t0 + 11).isEmpty)
+        let claimed = try store.claim(limit: 9, owner: "w", leaseUntil: t0 + 1_000, now: t0 + 11, suspects: true, route: Route(name: "brand-x", includingUnrouted: false))
+        #expect(claimed.map(\.eventID) == ["e2", "e3"])
+    }
+
     @Test("redrive and purge select dead rows by id, event_id, time or all", arguments: StoreKind.allCases)
     func redriveAndPurge(kind: StoreKind) throws {
         let directory = TemporaryDirectory()
