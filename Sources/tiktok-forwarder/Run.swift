@@ -20,6 +20,12 @@ struct Run: ParsableCommand {
             start: rotate it by writing the file and running `systemctl restart \
             tiktok-forwarder` (graceful).
 
+            With `destinations:` in the configuration file, one outbox feeds several pixels (or \
+            an app, an offline or CRM event set): each row's destination column picks one (NULL: \
+            the default), a request never mixes them, a pause stops only its destination, and a \
+            row naming an unconfigured destination is dead-lettered (reason unknown_destination; \
+            redrive it once configured).
+
             Rows whose processing crashed or hung the daemon are claimed afterwards in \
             halving groups, then alone, and a row is dead-lettered once claimed --max-attempts \
             times alone without a result: no row can crash-loop the queue. The daemon exits 1 if its database file is removed or \

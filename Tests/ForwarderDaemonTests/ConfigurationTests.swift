@@ -324,3 +324,45 @@ struct DestinationConfigurationTests {
         #expect(error.contains(message), "\(error)")
     }
 }
+
+@Suite("docs/events.md configuration examples")
+struct EventsDocExamplesTests {
+    @Test("the destinations example resolves as the page says")
+    func destinationsExample() throws {
+        let directory = TemporaryDirectory()
+        for name in ["access-token", "access-token-de"] { try "tok".write(toFile: directory.path + "/" + name, atomically: true, encoding: .utf8) }
+        let yaml = try Readme.snippet("destinations-yaml", in: "docs/events.md").replacingOccurrences(of: "/etc/tiktok-forwarder", with: directory.path)
+        let path = directory.path + "/c.yaml"
+        try ("db: /x.sqlite\n" + yaml).write(toFile: path, atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(path)
+        let config = try ForwarderConfiguration.resolve(layers, environment: [:])
+        #expect(config.destinations.map(\.name) == ["shop-fr", "shop-de", "app", "web-and-app"])
+        #expect(config.destinations.map(\.eventSource) == [.web, .web, .app, .auto])
+        #expect(config.destinations[1].accessTokenFile.hasSuffix("access-token-de") && config.destinations[1].testEventCode == "TEST123")
+        #expect(config.destinations.allSatisfy { $0.transform.preset == .current })
+        #expect(config.destinations[2].transform.eventOverrides["purchase"]?.mapping[.value] == .paths([["revenue"]]))
+    }
+
+    @Test("the per-event override example: purchase takes revenue and a margin; page_view is never sent")
+    func overridesExample() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/c.yaml"
+        try Readme.snippet("event-overrides-yaml", in: "docs/events.md").write(toFile: path, atomically: true, encoding: .utf8)
+        var layers = ConfigLayers()
+        try layers.loadFile(path)
+        let settings = try ForwarderConfiguration.transformSettings(layers)
+        let transformer = Transformer(settings: settings)
+        let json = #"{"event_name":"purchase","url":"https://s.example/","value":10,"revenue":8,"order":{"margin":2}}"#
+        guard case .event(let event, _) = transformer.transform(payload: json, eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000) else {
+            Issue.record("purchase was not sent")
+            return
+        }
+        #expect(event.event == "Purchase" && event.properties.value == 8 && event.customProperties == [TikTokEvent.Custom(key: "margin", value: .number("2"))])
+        guard case .skipped = transformer.transform(payload: #"{"event_name":"page_view","url":"https://s.example/"}"#, eventID: "p",
+                                                    insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000) else {
+            Issue.record("page_view was sent")
+            return
+        }
+    }
+}

@@ -437,9 +437,11 @@ struct ReadmeAlertsFireTests {
         if let m = expr.wholeMatch(of: /(tiktok_forwarder_[a-z_]+(?:\{[^}]*\})?) (>|==|<) ([0-9.]+)/) {
             return select(m.1, in: now).filter { compare($0.value, m.2, Double(m.3)!) }.map(\.labels)
         }
-        if let m = expr.wholeMatch(of: /max by \((\w+)\) \((tiktok_forwarder_[a-z_]+)\) (>|==|<) ([0-9.]+)/) {
-            let groups = Dictionary(grouping: select(m.2, in: now)) { $0.labels[String(m.1)] ?? "" }
-            return groups.filter { compare($0.value.map(\.value).max()!, m.3, Double(m.4)!) }.map { [String(m.1): $0.key] }
+        if let m = expr.wholeMatch(of: /max by \(([\w, ]+)\) \((tiktok_forwarder_[a-z_]+)\) (>|==|<) ([0-9.]+)/) {
+            let keys = m.1.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            let groups = Dictionary(grouping: select(m.2, in: now)) { sample in keys.map { sample.labels[$0] ?? "" } }
+            return groups.filter { compare($0.value.map(\.value).max()!, m.3, Double(m.4)!) }
+                .map { Dictionary(uniqueKeysWithValues: zip(keys, $0.key)) }
         }
         if let m = expr.wholeMatch(of: /sum by \((\w+)\) \(increase\((tiktok_forwarder_[a-z_]+(?:\{[^}]*\})?)\[\w+\]\)\) (>|==|<) ([0-9.]+)/) {
             let earlier = select(m.2, in: before)
@@ -475,7 +477,7 @@ struct ReadmeAlertsFireTests {
         #expect(try ChildProcess.run("/usr/bin/curl", ["-s", "-X", "PUT", "--data", "revoked", "http://127.0.0.1:\(rig.port)/_sandbox/access-token"], in: rig.directory).status == 0)
         try rig.enqueue(Rig.events(5, prefix: "late-"))
         try SQLiteConnection(path: rig.db).execute("UPDATE outbox SET created_at = created_at - 3600000 WHERE event_id = 'late-0'")
-        #expect(try waitUntil(timeout: 20) { try Self.fires(expr["TikTokForwarderPaused"]!, now: scrape(), before: baseline) == [["reason": "access_token"]] })
+        #expect(try waitUntil(timeout: 20) { try Self.fires(expr["TikTokForwarderPaused"]!, now: scrape(), before: baseline) == [["destination": "default", "reason": "access_token"]] })
         #expect(try waitUntil(timeout: 20) { try Self.fires(expr["TikTokForwarderBacklogOld"]!, now: scrape(), before: baseline)?.count == 1 })
 
         // Fixed: the pause alert clears (every paused series back to 0) and the backlog drains.
