@@ -331,6 +331,10 @@ public final class Transformer {
                 result.append(("properties.contents.0." + field.rawValue.dropFirst("properties.contents.".count), "items.0.\(found)"))
             } else if let found = supplier(plan.sources[field]!, in: source, text: field.isText) {
                 result.append((field.rawValue, found))
+            } else if field == .userIDFA || field == .userGAID, plan.advertisingIDFallback,
+                      Self.platform(of: source) == (field == .userIDFA ? "ios" : "android"),
+                      let path = [["context", "device", "advertising_id"], ["device", "advertising_id"]].first(where: { source.value(at: $0).flatMap(Normalise.text) != nil }) {
+                result.append((field.rawValue, path.joined(separator: ".") + (field == .userIDFA ? " (iOS)" : " (Android)")))
             }
         }
         for custom in plan.customFields {

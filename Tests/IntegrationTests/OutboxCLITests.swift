@@ -238,4 +238,53 @@ struct TransformCLITests {
         #expect(line["event_id"] == .string("ord-1001-purchase") && line["event"]?["event_id"] == .string("ord-1001-purchase"))
         #expect(line["request"]?["event_source_id"] == .string("PIXEL_CODE") && line["request"]?["partner_name"] == nil)
     }
+
+    @Test("with destinations: each row through its destination's settings, the request addressed to its source and id; config check lists them; enqueue --destination fills the column")
+    func destinations() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.path + "/c.yaml"
+        try "tok".write(toFile: directory.path + "/token", atomically: true, encoding: .utf8)
+        try """
+            db: \(directory.path)/outbox.sqlite
+            access_token_file: \(directory.path)/token
+            destinations:
+              - name: web
+                pixel_code: CWEBPIXEL
+              - name: app
+                event_source: app
+                event_source_id: "7123456789"
+                test_event_code: TESTAPP
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let app = #"{"event_name":"sign_up","context":{"app":{"namespace":"com.shop"},"device":{"os":"iOS","advertising_id":"6d92078a-8246-4ba4-ae5b-76104861e7dc"}}}"#
+        let web = #"{"event_name":"sign_up","url":"https://s.example/"}"#
+        let input = [#"{"event_id":"a1","payload":\#(app),"destination":"app"}"#, #"{"event_id":"w1","payload":\#(web)}"#,
+                     #"{"event_id":"g1","payload":\#(web),"destination":"ghost"}"#].joined(separator: "\n") + "\n"
+        let result = try ChildProcess.run(Repository.binary, ["transform", "--config", config], stdin: Data(input.utf8), in: directory)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map { try JSONParser.parse(String($0)) }
+        #expect(lines.map { $0["destination"]?.stringValue } == ["app", "web", nil])
+        #expect(lines[0]["request"]?["event_source"] == .string("app") && lines[0]["request"]?["event_source_id"] == .string("7123456789"))
+        #expect(lines[0]["request"]?["test_event_code"] == .string("TESTAPP") && lines[0]["event"]?["event"] == .string("Registration"))
+        #expect(lines[0]["sources"]?["user.idfa"] != nil && lines[0]["sources"]?["event_source"] == .string("app"))
+        #expect(lines[1]["request"]?["event_source_id"] == .string("CWEBPIXEL") && lines[1]["event"]?["event"] == .string("CompleteRegistration"))
+        #expect(lines[2]["outcome"] == .string("rejected") && lines[2]["reason"]?.stringValue?.contains("'ghost' is not configured") == true)
+        for line in lines.prefix(2) { #expect(TrackRequestValidator.firstProblem(in: line["request"]!) == nil) }
+        let chosen = try ChildProcess.run(Repository.binary, ["transform", "--config", config, "--destination", "app", "--event-id", "x"],
+                                          stdin: Data((app + "\n").utf8), in: directory)
+        #expect(chosen.stdout.contains(#""event_source":"app""#), "\(chosen.stderr)")
+        let unknown = try ChildProcess.run(Repository.binary, ["transform", "--config", config, "--destination", "nope"], stdin: Data(), in: directory)
+        #expect(unknown.status == 2 && unknown.stderr.contains("'nope' is not configured"))
+
+        let check = try ChildProcess.run(Repository.binary, ["config", "check", "--config", config], in: directory)
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("destination web, the default (rows whose destination is NULL): web CWEBPIXEL"), "\(check.stdout)")
+        #expect(check.stdout.contains("destination app: app 7123456789") && check.stdout.contains("test_event_code TESTAPP") && !check.stdout.contains("tok;"))
+
+        _ = try ChildProcess.run(Repository.binary, ["migrate", "--db", directory.path + "/outbox.sqlite"], in: directory)
+        let enqueue = try ChildProcess.run(Repository.binary, ["enqueue", "--db", directory.path + "/outbox.sqlite", "--destination", "app"],
+                                           stdin: Data(#"{"event_id":"e1","event_name":"login"}"#.utf8 + [10]), in: directory)
+        #expect(enqueue.status == 0, "\(enqueue.stderr)")
+        let column = try ChildProcess.run("/usr/bin/sqlite3", [directory.path + "/outbox.sqlite", "SELECT destination FROM outbox"], in: directory)
+        #expect(column.stdout.trimmingWhitespace() == "app")
+    }
 }
