@@ -191,3 +191,33 @@ struct FinishedCountTests {
         #expect(stats.count(.delivered) == 2 && stats.count(.skipped) == 1 && stats.count(.pending) == 1)
     }
 }
+
+@Suite("SQLite outbox: upgrading an existing database")
+struct UpgradeTests {
+    @Test("a version-4 database with rows in every state migrates in place: states, attempts and dead letters kept, destinations claimable")
+    func fromVersion4() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let old = try SQLiteConnection(path: path)
+        #expect(try Migrator.migrate(old, migrations: embeddedMigrations.filter { $0.version <= 4 }) == [1, 2, 3, 4])
+        try old.execute("""
+            INSERT INTO outbox (event_id, payload, created_at) VALUES ('p1', '{"event_name":"purchase"}', 1000);
+            INSERT INTO outbox (event_id, payload, created_at, destination) VALUES ('p2', '{"event_name":"purchase"}', 1001, 'brand-b');
+            INSERT INTO outbox (event_id, payload, created_at, state, attempts, finished_at, last_error)
+                VALUES ('d1', '{"event_name":"x"}', 1002, 'dead', 3, 5000, 'TikTok rejected the event: bad');
+            INSERT INTO outbox (event_id, payload, created_at, state, attempts, finished_at) VALUES ('v1', '{}', 1003, 'delivered', 1, 6000);
+            UPDATE finished_counts SET rows = 1 WHERE state = 'delivered';
+            """)
+        let store = try SQLiteOutboxStore(path: path)  // migrates
+        #expect(try SQLiteConnection(path: path, readOnly: true).userVersion == Migrator.latestVersion)
+        let stats = try store.stats(now: 10_000)
+        #expect(stats.count(.pending) == 2 && stats.count(.dead) == 1 && stats.count(.delivered) == 1)
+        #expect(try store.deadLetter("d1")?.attempts == 3)
+        let view = try SQLiteConnection(path: path, readOnly: true).statement("SELECT event_id, destination FROM dead_letters")
+        #expect(try view.step() && view.string(0) == "d1" && view.optionalString(1) == nil)
+        let b = try store.claim(limit: 10, owner: "w", leaseUntil: 20_000, now: 10_000, suspects: true, route: Route(name: "brand-b", includingUnrouted: false))
+        #expect(b.map(\.eventID) == ["p2"])
+        let main = try store.claim(limit: 10, owner: "w", leaseUntil: 20_000, now: 10_000, suspects: true, route: Route(name: "default", includingUnrouted: true))
+        #expect(main.map(\.eventID) == ["p1"])
+    }
+}
