@@ -17,12 +17,25 @@ public final class Transformer {
     public let settings: TransformSettings
     private let hasher = SHA256Hasher()
 
-    /// Where each field comes from, for the events of one source event name.
-    private struct Plan {
+    /// Where each field comes from, for the events of one source event name. A class: it is
+    /// passed to every resolution, and a reference costs one retain where a struct of three
+    /// members costs three.
+    private final class Plan {
         var sources: [TargetField: FieldSource]
         var customFields: [CustomField]
         /// IDFA and GAID fall back to `context.device.advertising_id` while not re-mapped.
         var advertisingIDFallback: Bool
+        /// The item fields are the defaults: read them with direct lookups (the hot path).
+        var defaultItemFields: Bool
+
+        init(sources: [TargetField: FieldSource], customFields: [CustomField], advertisingIDFallback: Bool) {
+            self.sources = sources
+            self.customFields = customFields
+            self.advertisingIDFallback = advertisingIDFallback
+            defaultItemFields = TargetField.allCases.filter(\.isItemField).allSatisfy { sources[$0] == .paths($0.defaultPaths) }
+        }
+
+        func copy() -> Plan { Plan(sources: sources, customFields: customFields, advertisingIDFallback: advertisingIDFallback) }
     }
 
     private let basePlan: Plan
@@ -36,8 +49,9 @@ public final class Transformer {
                         advertisingIDFallback: settings.mapping[.userIDFA] == nil && settings.mapping[.userGAID] == nil)
         basePlan = base
         eventPlans = settings.eventOverrides.mapValues { override in
-            var plan = base
+            let plan = base.copy()
             plan.sources.merge(override.mapping) { _, new in new }
+            plan.defaultItemFields = TargetField.allCases.filter(\.isItemField).allSatisfy { plan.sources[$0] == .paths($0.defaultPaths) }
             for custom in override.customFields {
                 plan.customFields.removeAll { $0.object == custom.object && $0.key == custom.key }
                 plan.customFields.append(custom)
@@ -403,6 +417,27 @@ public final class Transformer {
             guard case .object = item else { continue }
             numItems += 1
             var content = TikTokEvent.Content()
+            if plan.defaultItemFields {
+                // The spec's item paths, looked up directly (no path arrays walked).
+                let product = item["product"]
+                content.contentID = item["id"].flatMap(Normalise.text) ?? product?["id"].flatMap(Normalise.text)
+                content.contentName = product?["name"].flatMap(Normalise.text)
+                content.contentCategory = product?["category_1"].flatMap(Normalise.text)
+                content.brand = product?["brand"].flatMap(Normalise.text)
+                if let raw = item["price"].flatMap(Normalise.presentValue) ?? product?["price"].flatMap(Normalise.presentValue) {
+                    if let price = Normalise.number(raw) { content.price = price } else { badPrices += 1 }
+                }
+                if let raw = item["quantity"].flatMap(Normalise.presentValue) {
+                    if let quantity = Normalise.integer(raw) { content.quantity = quantity } else { badQuantities += 1 }
+                }
+                if let type = item["content_type"].flatMap(Normalise.text) {
+                    if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
+                }
+                guard content != TikTokEvent.Content() else { continue }
+                properties.contents.append(content)
+                if let id = content.contentID { properties.contentIDs.append(id) }
+                continue
+            }
             content.contentID = resolveText(.itemID, in: item, plan)
             content.contentName = resolveText(.itemName, in: item, plan)
             content.contentCategory = resolveText(.itemCategory, in: item, plan)
