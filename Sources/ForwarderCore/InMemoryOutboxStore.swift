@@ -21,6 +21,9 @@ public final class InMemoryOutboxStore: OutboxStore {
         var unsettledClaims = 0
         var sentEvent: String?
         var destination: String?
+        /// Never claimed: such rows are taken in id order after the due rows that have a
+        /// history (retries, redriven, released), as the SQLite store takes them.
+        var fresh = true
     }
 
     fileprivate struct State {
@@ -57,10 +60,12 @@ public final class InMemoryOutboxStore: OutboxStore {
             let picked = suspect.map { first in
                 Array(due.filter { $0.unsettledClaims == first.unsettledClaims }.sorted(by: order)
                     .prefix(max(1, limit >> min(first.unsettledClaims, 30))))
-            } ?? Array(due.filter { $0.unsettledClaims == 0 }.sorted(by: order).prefix(limit))
+            } ?? Array((due.filter { !$0.fresh && $0.unsettledClaims == 0 }.sorted(by: order)
+                        + due.filter { $0.fresh }.sorted { $0.id < $1.id }).prefix(limit))
             let counted = suspect == nil || picked.count == 1  // a suspect group's claim is a bisection step, not an attempt
             return picked.map { row in
                 var r = row
+                r.fresh = false
                 r.state = .inflight
                 if counted, r.attempts < .max { r.attempts += 1 }
                 r.leaseOwner = owner

@@ -14,16 +14,19 @@ struct SQLiteStoreTests {
         let store = try SQLiteOutboxStore(path: path)
         _ = try store.enqueue([NewEvent(eventID: "e1", payload: "{}")], now: 1)
         let db = try SQLiteConnection(path: path)
+        try db.execute("INSERT INTO row_state (id, state) SELECT id, 'pending' FROM outbox")  // a row with a state of its own
         for bad in [
-            "UPDATE outbox SET state = 'sent'",
-            "UPDATE outbox SET state = 'inflight'",                       // in flight without a lease
-            "UPDATE outbox SET lease_owner = 'x', lease_expires_at = 5",  // a lease while pending
-            "UPDATE outbox SET state = 'delivered'",                      // final without finished_at
-            "UPDATE outbox SET attempts = -1",
+            "UPDATE row_state SET state = 'sent'",
+            "UPDATE row_state SET state = 'inflight'",                       // in flight without a lease
+            "UPDATE row_state SET lease_owner = 'x', lease_expires_at = 5",  // a lease while pending
+            "UPDATE row_state SET state = 'delivered'",                      // final without finished_at
+            "UPDATE row_state SET attempts = -1",
+            "INSERT INTO batches (stream, first_id, last_id, rows, claimed_at) VALUES (NULL, 1, 1, 1, 0)",  // open without a lease
+            "INSERT INTO batches (stream, first_id, last_id, rows, claimed_at, finished_at) VALUES (NULL, 2, 1, 1, 0, 0)",
             "INSERT INTO outbox (event_id, payload) VALUES ('', '{}')",
             "INSERT INTO outbox (event_id, payload) VALUES (NULL, '{}')",
             "INSERT INTO outbox (event_id, payload) VALUES ('e2', NULL)",
-            "UPDATE outbox SET attempts = 'many'",                        // STRICT typing
+            "UPDATE row_state SET attempts = 'many'",                        // STRICT typing
         ] {
             #expect(throws: SQLiteError.self, "\(bad)") { try db.execute(bad) }
         }
@@ -111,7 +114,7 @@ struct SQLiteHostileValueTests {
         let path = directory.path + "/outbox.sqlite"
         let store = try SQLiteOutboxStore(path: path)
         _ = try store.enqueue([NewEvent(eventID: "max", payload: "{}"), NewEvent(eventID: "ok", payload: "{}")], now: 1_000)
-        try SQLiteConnection(path: path).execute("UPDATE outbox SET attempts = 9223372036854775807 WHERE event_id = 'max'")
+        try SQLiteConnection(path: path).execute("INSERT INTO row_state (id, state, attempts) SELECT id, 'pending', 9223372036854775807 FROM outbox WHERE event_id = 'max'")
         let rows = try store.claim(limit: 10, owner: "a", leaseUntil: 100_000, now: 2_000)
         #expect(Set(rows.map(\.eventID)) == ["max", "ok"])
         #expect(rows.first { $0.eventID == "max" }?.attempts == Int.max)
@@ -161,7 +164,7 @@ struct FinishedCountTests {
         #expect(try store.settle(rows.prefix(40).map { .delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }, owner: "a", now: 3_000) == 0)
         func exact() throws -> (Int, Int) {
             let c = try SQLiteConnection(path: path, readOnly: true)
-            let q = try c.statement("SELECT (SELECT count(*) FROM outbox WHERE state = 'delivered'), (SELECT count(*) FROM outbox WHERE state = 'skipped')")
+            let q = try c.statement("SELECT (SELECT count(*) FROM outbox_rows WHERE state = 'delivered'), (SELECT count(*) FROM outbox_rows WHERE state = 'skipped')")
             _ = try q.step()
             return (q.int(0), q.int(1))
         }
@@ -172,7 +175,7 @@ struct FinishedCountTests {
         stats = try store.stats(now: 4_000)
         let (delivered, skipped) = try exact()
         #expect(stats.count(.delivered) == delivered && stats.count(.skipped) == skipped && delivered + skipped == 25)
-        try SQLiteConnection(path: path).execute("DELETE FROM outbox WHERE state = 'delivered'")  // by hand
+        try SQLiteConnection(path: path).execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox_rows WHERE state = 'delivered')")  // by hand
         try store.recountFinished()
         stats = try store.stats(now: 4_000)
         let after = try exact()

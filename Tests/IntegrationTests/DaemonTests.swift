@@ -95,7 +95,7 @@ final class Rig: @unchecked Sendable {
 
     func attempts(state: String) throws -> [Int] {
         let connection = try SQLiteConnection(path: db, readOnly: true)
-        let query = try connection.statement("SELECT attempts FROM outbox WHERE state = '\(state)'")
+        let query = try connection.statement("SELECT attempts FROM outbox_rows WHERE state = '\(state)'")
         var result: [Int] = []
         while try query.step() { result.append(query.int(0)) }
         return result

@@ -64,7 +64,7 @@ struct HostileInputDaemonTests {
         let rig = try Rig()
         try rig.enqueue(Rig.events(200) + [NewEvent(eventID: "min-created", payload: #"{"event_name":"purchase","url":"https://s.example/"}"#),
                                            NewEvent(eventID: "max-attempts", payload: #"{"event_name":"purchase","url":"https://s.example/"}"#)])
-        let sql = "UPDATE outbox SET created_at = -9223372036854775808 WHERE event_id = 'min-created'; UPDATE outbox SET attempts = 9223372036854775807 WHERE event_id = 'max-attempts';"
+        let sql = "UPDATE outbox SET created_at = -9223372036854775808 WHERE event_id = 'min-created'; INSERT INTO row_state (id, state, attempts) SELECT id, 'pending', 9223372036854775807 FROM outbox WHERE event_id = 'max-attempts';"
         #expect(try ChildProcess.run("/usr/bin/sqlite3", [rig.db, sql], in: rig.directory).status == 0)
         for arguments in [["status"], ["status", "--json"], ["dead", "list"]] {
             let result = try ChildProcess.run(Repository.binary, arguments + ["--db", rig.db], in: rig.directory)

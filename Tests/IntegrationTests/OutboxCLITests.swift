@@ -19,7 +19,7 @@ struct OutboxCLITests {
         #expect(try forwarder(["migrate", "--db", db]).status == 0)
         let insert = try Readme.snippet("producer-sql")
         let script = ".param set ?1 'evt-1'\n.param set ?2 '{\"event_name\":\"purchase\"}'\n" + insert + insert
-            + "SELECT count(*), min(event_id), min(state), min(attempts) FROM outbox;\n"
+            + "SELECT count(*), min(event_id), min(state), min(attempts) FROM outbox_rows;\n"
         let result = try ChildProcess.run("/usr/bin/sqlite3", [db], stdin: Data(script.utf8), in: directory)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "1|evt-1|pending|0\n")
@@ -116,7 +116,7 @@ struct OutboxCLITests {
                       "ambiguous delivery: …"]
         _ = try store.settle(zip(rows, errors).map { .dead(id: $0.0.id, AttemptRecord(error: $0.1)) }, owner: "t", now: now - 3 * 3_600_000)
         // d0 and d1 dead 3 hours ago; make d2…d5 recent.
-        try SQLiteConnection(path: db).execute("UPDATE outbox SET finished_at = \(now - 60_000) WHERE event_id IN ('d2', 'd3', 'd4', 'd5')")
+        try SQLiteConnection(path: db).execute("UPDATE row_state SET finished_at = \(now - 60_000) WHERE id IN (SELECT id FROM outbox WHERE event_id IN ('d2', 'd3', 'd4', 'd5'))")
 
         let list = try forwarder(["dead", "list", "--db", db])
         #expect(list.status == 0 && list.stdout.hasPrefix("dead letters: 6\n"), "\(list.stdout)")

@@ -19,7 +19,7 @@ insert() {  # user count prefix
   sql+="COMMIT;"
   runuser -u "$1" -- sqlite3 "$DB" "$sql"
 }
-count() { sqlite3 "$DB" "SELECT count(*) FROM outbox WHERE state = '$1'"; }
+count() { sqlite3 "$DB" "SELECT count(*) FROM outbox_rows WHERE state = '$1'"; }
 recorded() { local n; n=$(grep -c "\"$1-" /root/record.ndjson 2>/dev/null); echo "${n:-0}"; }
 # Conditions re-evaluated on every try of wait_for (an argument like "$(count x)" would not be).
 recorded_at_least() { local total=0 prefix; for prefix in "${@:2}"; do total=$(( total + $(recorded "$prefix") )); done; [ "$total" -ge "$1" ]; }
@@ -99,7 +99,7 @@ install -m 600 /dev/stdin /etc/tiktok-forwarder/access-token <<<"$NEW"
 insert app 50 rot >/dev/null
 check "token rotation: write the file, systemctl restart, delivery goes on" \
   bash -c "systemctl restart tiktok-forwarder && for i in \$(seq 1 90); do [ \"\$(grep -c '\"rot-' /root/record.ndjson)\" -ge 50 ] && exit 0; sleep 1; done; exit 1"
-check "no row paused or dead after the rotation" bash -c "[ \"\$(sqlite3 $DB \"SELECT count(*) FROM outbox WHERE state IN ('dead','pending','inflight')\")\" = 0 ] && ! tiktok-forwarder status --db $DB | grep -q PAUSED"
+check "no row paused or dead after the rotation" bash -c "[ \"\$(sqlite3 $DB \"SELECT count(*) FROM outbox_rows WHERE state IN ('dead','pending','inflight')\")\" = 0 ] && ! tiktok-forwarder status --db $DB | grep -q PAUSED"
 
 # --- restart on SIGKILL ---------------------------------------------------------------------
 restarts=$(prop tiktok-forwarder NRestarts)
@@ -115,7 +115,7 @@ wait_for 30 curl -sf http://127.0.0.1:18080/_sandbox/stats >/dev/null
 insert app 3000 stop >/dev/null
 wait_for 60 count_is inflight -gt 0
 check "systemctl stop with requests in flight: exit 0, nothing left in flight, nothing dead" \
-  bash -c "systemctl stop tiktok-forwarder && [ \"\$(systemctl show -p ExecMainStatus --value tiktok-forwarder)\" = 0 ] && [ \"\$(systemctl show -p Result --value tiktok-forwarder)\" = success ] && [ \"\$(sqlite3 $DB \"SELECT count(*) FROM outbox WHERE state IN ('inflight','dead')\")\" = 0 ]"
+  bash -c "systemctl stop tiktok-forwarder && [ \"\$(systemctl show -p ExecMainStatus --value tiktok-forwarder)\" = 0 ] && [ \"\$(systemctl show -p Result --value tiktok-forwarder)\" = success ] && [ \"\$(sqlite3 $DB \"SELECT count(*) FROM outbox_rows WHERE state IN ('inflight','dead')\")\" = 0 ]"
 check "the journal shows the graceful stop" bash -c 'journalctl -u tiktok-forwarder -o cat | grep -q "stopping: finishing requests in flight" && journalctl -u tiktok-forwarder -o cat | grep -q "NOTICE stopped"'
 
 # --- the syscall filter ---------------------------------------------------------------------
