@@ -521,3 +521,100 @@ public struct JSONWriter {
         return String(decoding: writer.bytes, as: UTF8.self)
     }
 }
+
+extension JSONParser {
+    /// Parses as strictly as ``parse(_:)-(UnsafeBufferPointer<UInt8>)`` (same grammar, same
+    /// errors) but builds no value: `nodes` gets one node per value, in document order, with
+    /// byte offsets into `buffer` (the transform reads only the members it maps, and makes a
+    /// String only for those). `nodes` is cleared first and keeps its capacity, so one array
+    /// serves every event of a worker.
+    static func tape(_ buffer: UnsafeBufferPointer<UInt8>, into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
+        nodes.removeAll(keepingCapacity: true)
+        var parser = JSONParser(buffer: buffer)
+        parser.skipWhitespace()
+        try parser.tapeValue(depth: 0, into: &nodes)
+        parser.skipWhitespace()
+        guard parser.position == buffer.count else { throw parser.error("unexpected data after the value") }
+    }
+
+    private mutating func tapeValue(depth: Int, into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
+        guard position < buffer.count else { throw error("unexpected end of input") }
+        let start = Int32(truncatingIfNeeded: position)
+        switch buffer[position] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let isObject = buffer[position] == UInt8(ascii: "{")
+            let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            guard depth + 1 <= Self.maximumDepth else { throw error("nested too deeply") }
+            let index = nodes.count
+            nodes.append(JSONTape.Node(kind: isObject ? .object : .array, start: start, end: 0, next: 0))
+            position += 1
+            skipWhitespace()
+            if position < buffer.count, buffer[position] == close {
+                position += 1
+            } else {
+                while true {
+                    skipWhitespace()
+                    if isObject {
+                        guard position < buffer.count, buffer[position] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+                        try tapeString(into: &nodes)
+                        skipWhitespace()
+                        guard position < buffer.count, buffer[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+                        position += 1
+                        skipWhitespace()
+                    }
+                    try tapeValue(depth: depth + 1, into: &nodes)
+                    skipWhitespace()
+                    guard position < buffer.count else { throw error("unexpected end of input") }
+                    if buffer[position] == UInt8(ascii: ",") { position += 1; continue }
+                    if buffer[position] == close { position += 1; break }
+                    throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
+                }
+            }
+            nodes[index].end = Int32(truncatingIfNeeded: position)
+            nodes[index].next = Int32(truncatingIfNeeded: nodes.count)
+        case UInt8(ascii: "\""):
+            try tapeString(into: &nodes)
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            nodes.append(JSONTape.Node(kind: .true, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            nodes.append(JSONTape.Node(kind: .false, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            nodes.append(JSONTape.Node(kind: .null, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try scanNumber()
+            nodes.append(JSONTape.Node(kind: .number, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+        default:
+            throw error("unexpected character")
+        }
+    }
+
+    /// A string node: its content between the quotes; `.escapedString` when it holds escapes.
+    private mutating func tapeString(into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
+        let open = position
+        var escaped = false
+        // Fast path: no escape before the closing quote (nearly every string in an event).
+        var scan = position + 1
+        while scan < buffer.count {
+            let byte = buffer[scan]
+            if byte == UInt8(ascii: "\"") { break }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { escaped = true; break }
+            scan += 1
+        }
+        if !escaped, scan < buffer.count {
+            position = scan + 1
+        } else {
+            try skipString()  // the full grammar: escapes, and the errors
+        }
+        nodes.append(JSONTape.Node(kind: escaped ? .escapedString : .string, start: Int32(truncatingIfNeeded: open + 1),
+                                   end: Int32(truncatingIfNeeded: position - 1), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+    }
+
+    /// The value of one string node with escapes, decoded by the full parser.
+    static func decodeEscaped(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> String {
+        guard case .string(let text)? = try? parse(UnsafeBufferPointer(rebasing: buffer[(start - 1)...end])) else { return "" }
+        return text
+    }
+}

