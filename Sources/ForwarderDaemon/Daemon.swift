@@ -161,6 +161,7 @@ public final class Daemon {
                 }
             }
             metrics.update(limit: control.inFlightLimit, paused: Array(zip(names, pausedReasons)))
+            metrics.update(writeLockNanoseconds: sqliteWriteLockNanoseconds.load(ordering: .relaxed))
             do {
                 if metricsServer != nil, now >= next.metrics {
                     next.metrics = now + 5_000  // min(created_at) reads every pending row: ~0.3 s per million

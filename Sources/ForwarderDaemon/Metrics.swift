@@ -31,6 +31,8 @@ public final class DaemonMetrics: Sendable {
     private let inFlight: Prometheus.Gauge
     private let limit: Prometheus.Gauge
     private let oldestAge: Prometheus.Gauge
+    private let writeLock: Prometheus.Counter
+    private let writeLockSeen = Mutex<Int64>(0)
     private let rows: [String: Prometheus.Gauge]
     private let paused = Mutex<[String: [PauseReason: Prometheus.Gauge]]>([:])
 
@@ -45,6 +47,7 @@ public final class DaemonMetrics: Sendable {
         "tiktok_forwarder_batch_events": "Events per request.",
         "tiktok_forwarder_requests_in_flight": "Requests in flight now.",
         "tiktok_forwarder_in_flight_limit": "The adaptive limit on requests in flight (halves on rate limiting).",
+        "tiktok_forwarder_store_write_lock_seconds_total": "Time this process held SQLite's write lock (producers' INSERTs wait meanwhile); its rate is the share of time they may wait.",
         "tiktok_forwarder_paused": "1 while delivery to a destination is paused on a configuration error, by destination and reason code; all 0 while delivering.",
     ]
 
@@ -64,6 +67,8 @@ public final class DaemonMetrics: Sendable {
         inFlight = gauge("tiktok_forwarder_requests_in_flight")
         limit = gauge("tiktok_forwarder_in_flight_limit")
         oldestAge = gauge("tiktok_forwarder_oldest_pending_age_seconds")
+        writeLock = registry.makeCounter(name: "tiktok_forwarder_store_write_lock_seconds_total", labels: [],
+                                         help: Self.help["tiktok_forwarder_store_write_lock_seconds_total"]!)
         rows = Dictionary(uniqueKeysWithValues: ["pending", "inflight", "dead"].map { ($0, gauge("tiktok_forwarder_rows", [("state", $0)])) })
     }
 
@@ -108,6 +113,15 @@ public final class DaemonMetrics: Sendable {
     /// Around each HTTP request (not around claims or idle turns).
     func requestStarted() { inFlight.set(Int64(requestsInFlight.withLock { $0 += 1; return $0 })) }
     func requestFinished() { inFlight.set(Int64(requestsInFlight.withLock { $0 -= 1; return $0 })) }
+
+    /// The write-lock time so far (``sqliteWriteLockNanoseconds``), as a counter in seconds.
+    func update(writeLockNanoseconds total: Int64) {
+        let delta = writeLockSeen.withLock { seen -> Int64 in
+            defer { seen = max(seen, total) }
+            return total - seen
+        }
+        if delta > 0 { writeLock.increment(by: Double(delta) / 1e9) }
+    }
 
     /// The in-flight limit, and each destination's pause (`nil`: delivering).
     func update(limit currentLimit: Int, paused reasons: [(destination: String, reason: String?)]) {

@@ -1,5 +1,11 @@
 import Glibc
 import CSQLite
+import Synchronization
+
+/// Nanoseconds this process has held SQLite's write lock (inside `writeTransaction`, from
+/// `BEGIN IMMEDIATE` to `COMMIT`), over every connection: producers wait while it is held,
+/// so its share of wall time is the number that predicts their latency.
+public let sqliteWriteLockNanoseconds = Atomic<Int64>(0)
 
 /// A SQLite result code turned into an error. It carries the statement's SQL, never the
 /// values bound to it (they may be payloads with personal data).
@@ -131,6 +137,14 @@ public final class SQLiteConnection {
     /// if it throws. Keep it short: other writers wait while it runs.
     public func writeTransaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
+        var held = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &held)
+        defer {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let nanoseconds = Int64(now.tv_sec - held.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec - held.tv_nsec)
+            sqliteWriteLockNanoseconds.add(max(0, nanoseconds), ordering: .relaxed)
+        }
         do {
             let result = try body()
             try execute("COMMIT")
