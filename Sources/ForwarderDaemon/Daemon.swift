@@ -41,6 +41,13 @@ public final class Daemon {
         // Two arenas cost nothing measurable in throughput.
         _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
 
+        if let version = try? SQLiteConnection(path: configuration.databasePath, readOnly: true).userVersion, version < Migrator.latestVersion {
+            // A migration may rebuild the outbox (0006: ~30 s per million rows on a small VM):
+            // under systemd, extend the start timeout instead of being killed (and rolled back)
+            // half-way, again and again.
+            logger.notice("migrating the database", metadata: ["from": "\(version)", "to": "\(Migrator.latestVersion)"])
+            notifier.notify("EXTEND_TIMEOUT_USEC=21600000000\nSTATUS=migrating the database from schema \(version) to \(Migrator.latestVersion) (a rebuild of the outbox takes ~30 s per million rows)")
+        }
         let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
         let databaseIdentity = DatabaseFile.identity(configuration.databasePath)
         // One token source per token file (destinations may share one).
