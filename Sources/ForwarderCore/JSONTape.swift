@@ -29,23 +29,70 @@ public struct JSONTape {
 protocol PathReadable {
     /// The value at `path` (keys; digits index arrays), or nil.
     func value(at path: [String]) -> JSON?
+    /// The same, not materialised: to read inside it (the items of an event).
+    func document(at path: [String]) -> Self?
+    /// An array's elements, or nil for anything else.
+    var arrayElements: [Self]? { get }
     var isObject: Bool { get }
+    /// ``Normalise/isPresent(_:)``, without materialising.
+    var isPresent: Bool { get }
 }
 
 extension JSON: PathReadable {
     var isObject: Bool { if case .object = self { return true } else { return false } }
+    func document(at path: [String]) -> JSON? { value(at: path) }
+    var arrayElements: [JSON]? { if case .array(let elements) = self { return elements } else { return nil } }
+    var isPresent: Bool { Normalise.isPresent(self) }
 }
 
 extension JSONTape.View: PathReadable {
     var isObject: Bool { nodes[index].kind == .object }
 
     func value(at path: [String]) -> JSON? {
+        node(at: path).map(json(at:))
+    }
+
+    func document(at path: [String]) -> JSONTape.View? {
+        node(at: path).map { JSONTape.View(bytes: bytes, nodes: nodes, index: $0) }
+    }
+
+    var arrayElements: [JSONTape.View]? {
+        let n = nodes[index]
+        guard n.kind == .array else { return nil }
+        var elements: [JSONTape.View] = []
+        var i = index + 1
+        while i < Int(n.next) {
+            elements.append(JSONTape.View(bytes: bytes, nodes: nodes, index: i))
+            i = Int(nodes[i].next)
+        }
+        return elements
+    }
+
+    var isPresent: Bool {
+        let n = nodes[index]
+        switch n.kind {
+        case .null: return false
+        case .true, .false, .number: return true
+        case .array, .object: return Int(n.next) > index + 1
+        case .string:
+            for i in Int(n.start)..<Int(n.end) {
+                let byte = bytes[i]
+                if byte >= 0x80 { return Normalise.isPresent(json(at: index)) }
+                if byte != 0x20, !(0x09...0x0D).contains(byte) { return true }
+            }
+            return false
+        case .escapedString:
+            return Normalise.isPresent(json(at: index))
+        }
+    }
+
+    private func node(at path: [String]) -> Int? {
         var current = index
         for segment in path {
             guard let next = child(of: current, segment) else { return nil }
             current = next
         }
-        return json(at: current)
+        return current
     }
 
     /// The member `key` of an object node, or element `key` (digits) of an array node.

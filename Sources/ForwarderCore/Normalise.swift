@@ -161,15 +161,36 @@ public enum Normalise {
 
     /// A syntactic check for an IPv4 dotted quad or an IPv6 address.
     public static func isIPAddress(_ text: String) -> Bool {
-        if text.contains(":") {
-            return text.utf8.count <= 45 && text.utf8.allSatisfy { isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }
-                && text.filter({ $0 == ":" }).count >= 2
-        }
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in
-            (1...3).contains(part.count) && part.utf8.allSatisfy(isDigit) && Int(part)! <= 255
+        // On the UTF-8 bytes, without splitting into substrings (this runs for every event).
+        var text = text
+        return text.withUTF8 { b -> Bool in
+            if b.contains(UInt8(ascii: ":")) {
+                var colons = 0
+                for byte in b {
+                    if byte == UInt8(ascii: ":") { colons += 1 } else if !isHexDigit(byte) && byte != UInt8(ascii: ".") { return false }
+                }
+                return b.count <= 45 && colons >= 2
+            }
+            // Dotted quad: four groups of 1-3 digits, each at most 255.
+            var groups = 0, digits = 0, value = 0
+            for byte in b {
+                if byte == UInt8(ascii: ".") {
+                    guard digits > 0 else { return false }
+                    groups += 1
+                    digits = 0
+                    value = 0
+                } else if isDigit(byte) {
+                    digits += 1
+                    value = value * 10 + Int(byte &- UInt8(ascii: "0"))
+                    guard digits <= 3, value <= 255 else { return false }
+                } else {
+                    return false
+                }
+            }
+            return groups == 3 && digits > 0
         }
     }
+
 
     @inline(__always)
     static func isDigit(_ byte: UInt8) -> Bool { byte &- UInt8(ascii: "0") < 10 }

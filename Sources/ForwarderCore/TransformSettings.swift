@@ -275,6 +275,11 @@ public enum TargetField: String, Sendable, CaseIterable {
         }
     }
 
+    /// The case's position in ``allCases`` (its tag: an enum without payloads is stored as its
+    /// declaration index; a test holds this to `allCases`' order).
+    @inline(__always)
+    public var ordinal: Int { Int(unsafeBitCast(self, to: UInt8.self)) }
+
     /// Fields of each element of `properties.contents`, whose paths are read in each source
     /// item (`price`, `product.price`), not in the whole event.
     public var isItemField: Bool { rawValue.hasPrefix("properties.contents.") }

@@ -151,3 +151,21 @@ struct CustomPropertyTests {
         #expect((CustomField.parse(target) != nil) == custom)
     }
 }
+
+@Suite("Transform internals")
+struct TransformInternalsTests {
+    @Test("a target field's ordinal is its position in allCases (the mapping plan indexes by it)")
+    func ordinals() {
+        #expect(MemoryLayout<TargetField>.size == 1)
+        #expect(TargetField.allCases.enumerated().allSatisfy { $0.offset == $0.element.ordinal })
+    }
+
+    @Test("IP addresses: dotted quads of 0-255 and IPv6 forms; nothing else", arguments: [
+        ("1.2.3.4", true), ("255.255.255.255", true), ("01.2.3.4", true), ("102.3.4.56", true), ("::1", true), ("2001:db8::7", true),
+        ("::ffff:1.2.3.4", true), ("256.1.1.1", false), ("1.2.3", false), ("1.2.3.4.5", false), ("1..2.3", false), ("1.2.3.4.", false),
+        (".1.2.3", false), ("", false), ("1.2.3.x", false), ("1234.1.1.1", false), ("fe80::1%eth0", false), (":", false), ("1:2", false),
+    ])
+    func ipAddresses(text: String, valid: Bool) {
+        #expect(Normalise.isIPAddress(text) == valid)
+    }
+}
