@@ -313,14 +313,28 @@ enum Cookies {
     private static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
 
     static func value<S: PathReadable>(named name: String, in source: S) -> String? {
-        for path in objectPaths {
-            if let value = source.value(at: path)?[name].flatMap(Normalise.text) { return PercentDecoding.decode(value) }
+        Jar(source).value(named: name)
+    }
+
+    /// An event's cookies, read once for several lookups (`_ttp`, then `ttclid`).
+    struct Jar {
+        private let objects: [JSON]
+        private let headers: [String]
+
+        init<S: PathReadable>(_ source: S) {
+            objects = objectPaths.compactMap { source.value(at: $0) }
+            headers = headerPaths.compactMap { source.value(at: $0)?.stringValue }
         }
-        for path in headerPaths {
-            guard case .string(let header)? = source.value(at: path) else { continue }
-            if let value = Bytes.pairValue(named: name, in: header, separator: UInt8(ascii: ";"), end: nil) { return value }
+
+        func value(named name: String) -> String? {
+            for object in objects {
+                if let value = object[name].flatMap(Normalise.text) { return PercentDecoding.decode(value) }
+            }
+            for header in headers {
+                if let value = Bytes.pairValue(named: name, in: header, separator: UInt8(ascii: ";"), end: nil) { return value }
+            }
+            return nil
         }
-        return nil
     }
 }
 

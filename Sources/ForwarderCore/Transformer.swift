@@ -174,9 +174,14 @@ public final class Transformer {
                 return .rejected(reason: "no page URL (TikTok requires page.url for web events; set default_page_url)")
             }
             event.page.referrer = resolveText(.pageReferrer, in: source, plan)
-            event.user.ttp = resolveText(.userTTP, in: source, plan) ?? Cookies.value(named: "_ttp", in: source)
+            var jar: Cookies.Jar?
+            func cookie(_ name: String) -> String? {
+                if jar == nil { jar = Cookies.Jar(source) }
+                return jar!.value(named: name)
+            }
+            event.user.ttp = resolveText(.userTTP, in: source, plan) ?? cookie("_ttp")
             event.user.ttclid = resolveText(.userTTCLID, in: source, plan)
-                ?? Cookies.value(named: "ttclid", in: source)
+                ?? cookie("ttclid")
                 ?? URLQuery.value(named: "ttclid", in: event.page.url)
         }
 

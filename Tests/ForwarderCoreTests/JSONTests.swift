@@ -49,3 +49,13 @@ struct JSONTests {
         #expect(String(decoding: w.bytes, as: UTF8.self) == "16 22.53 -0.5 1e+20 9.99 ")
     }
 }
+
+@Suite("JSON writer: integers")
+struct JSONWriterIntegerTests {
+    @Test("integers print as Swift prints them, at the limits too", arguments: [Int64(0), 7, -7, 10, 1_795_000_000, -1_000_000_007, .max, .min, .max - 1, .min + 1])
+    func integers(value: Int64) {
+        var w = JSONWriter(capacity: 0)
+        w.integer(value)
+        #expect(String(decoding: w.bytes, as: UTF8.self) == String(value))
+    }
+}
