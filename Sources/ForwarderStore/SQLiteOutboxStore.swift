@@ -122,6 +122,13 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         ORDER BY id LIMIT ?3
         """
 
+    /// The ids of fresh rows of `stream` after its cursor (the index alone).
+    private static let freshIDs = """
+        SELECT id FROM outbox
+        WHERE destination IS ?1 AND id > ?2 AND NOT EXISTS (SELECT 1 FROM row_state r WHERE r.id = outbox.id)
+        ORDER BY id LIMIT ?3
+        """
+
     /// Pending rows in row_state, by route (?10 NULL: any; else that name, and NULL rows with ?11).
     private static let routed = "(?10 IS NULL OR o.destination = ?10 OR (?11 AND o.destination IS NULL))"
 
@@ -208,7 +215,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             }
             guard anything else { return [] }
             db.resetStatements()
-            return try db.writeTransaction {
+            let claimed: ([ClaimedRow], [(low: Int64, high: Int64, ids: Set<Int64>)]) = try db.writeTransaction {
                 // Suspects — rows whose last claim ended without a result (the daemon crashed,
                 // was killed or hung while holding them) — go before any other row, in groups
                 // that halve with every such claim (limit >> unsettled_claims): a row that
@@ -239,7 +246,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         var picked: [Int64] = []
                         while try ids.step() { picked.append(ids.int64(0)) }
                         for id in picked { batchOf[id] = nil }
-                        return try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: picked.count == 1)
+                        return (try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: picked.count == 1), [])
                     }
                 }
                 // Rows with a state of their own that are due (retries, redriven or released
@@ -255,25 +262,23 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 var picked: [Int64] = []
                 while try dueIDs.step() { picked.append(dueIDs.int64(0)) }
                 for id in picked { batchOf[id] = nil }
-                var rows = try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: true)
+                let rows = try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: true)
 
                 // Fresh rows, oldest first across the route's streams; one batch per stream.
+                // Only their ids are read here, from the index: the payloads (~1.2 MB a batch)
+                // are read after the commit, so the write lock producers wait for is held for
+                // the bookkeeping alone.
                 let room = limit - rows.count
+                var ranges: [(low: Int64, high: Int64, ids: Set<Int64>)] = []
                 if room > 0 {
-                    var candidates: [(stream: String?, row: ClaimedRow)] = []
-                    let fresh = try db.statement(Self.freshRows)
+                    var candidates: [(stream: String?, id: Int64)] = []
+                    let fresh = try db.statement(Self.freshIDs)
                     for stream in streams {
                         fresh.reset()
                         try fresh.bind(1, stream).bind(2, try Self.cursor(db, stream)).bind(3, room)
-                        while try fresh.step() {
-                            let id = fresh.bytes(1)
-                            let valid = String(validating: id, as: UTF8.self)
-                            candidates.append((stream, ClaimedRow(id: fresh.int64(0), eventID: valid ?? String(decoding: id, as: UTF8.self),
-                                                                  payload: fresh.bytes(2), createdAt: fresh.int64(3), attempts: 1, firstSentAt: nil,
-                                                                  unsettledClaims: 0, eventIDIsValidUTF8: valid != nil)))
-                        }
+                        while try fresh.step() { candidates.append((stream, fresh.int64(0))) }
                     }
-                    if streams.count > 1 { candidates.sort { $0.row.id < $1.row.id } }
+                    if streams.count > 1 { candidates.sort { $0.id < $1.id } }
                     let kept = candidates.prefix(room)
                     let insert = try db.statement("""
                         INSERT INTO batches (stream, first_id, last_id, rows, lease_owner, lease_expires_at, claimed_at)
@@ -281,7 +286,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         RETURNING id
                         """)
                     for stream in streams {
-                        let ids = kept.filter { $0.stream == stream }.map(\.row.id)
+                        let ids = kept.filter { $0.stream == stream }.map(\.id)
                         guard let low = ids.first, let high = ids.last else { continue }
                         insert.reset()
                         try insert.bind(1, stream).bind(2, low).bind(3, high).bind(4, ids.count).bind(5, owner).bind(6, leaseUntil).bind(7, now)
@@ -290,12 +295,29 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         insert.reset()
                         for id in ids { batchOf[id] = batch }
                         try Self.advance(db, stream, to: high)
+                        ranges.append((low, high, Set(ids)))
                     }
-                    rows += kept.map(\.row)
                 }
-                rows.sort { $0.id < $1.id }
-                return rows
+                return (rows, ranges)
             }
+            // The claimed rows are this owner's now, and a producer's row is never updated:
+            // reading them outside the transaction reads what the claim claimed.
+            var (rows, ranges) = claimed
+            let read = try db.statement("SELECT id, event_id, payload, created_at FROM outbox WHERE id BETWEEN ?1 AND ?2")
+            for range in ranges {
+                read.reset()
+                try read.bind(1, range.low).bind(2, range.high)
+                while try read.step() {
+                    let rowID = read.int64(0)
+                    guard range.ids.contains(rowID) else { continue }
+                    let id = read.bytes(1)
+                    let valid = String(validating: id, as: UTF8.self)
+                    rows.append(ClaimedRow(id: rowID, eventID: valid ?? String(decoding: id, as: UTF8.self), payload: read.bytes(2),
+                                           createdAt: read.int64(3), attempts: 1, firstSentAt: nil, unsettledClaims: 0, eventIDIsValidUTF8: valid != nil))
+                }
+            }
+            rows.sort { $0.id < $1.id }
+            return rows
         }
     }
 
