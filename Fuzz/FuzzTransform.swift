@@ -20,6 +20,14 @@ public func fuzzTransform(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // Any bytes, any insert time: the transform must return an outcome, never trap.
     for inserted in [now - 5_000, Int64.min, Int64.max] as [Int64?] {
         let outcome = transformer.transform(payload: bytes, eventID: "fuzz-1", insertedAtMillis: inserted, nowMillis: now)
+        // The daemon's in-place reader (JSONTape) and the document tree must agree exactly.
+        if let full {
+            let tree = transformer.transform(source: full, eventID: "fuzz-1", insertedAtMillis: inserted, nowMillis: now)
+            if tree != outcome { fatalError("tape and tree disagree on \(size) bytes") }
+        } else if case .rejected(let reason) = outcome, reason.hasPrefix("payload is not JSON") {
+        } else {
+            fatalError("the tape accepted \(size) bytes the parser refuses")
+        }
         if case .event(let event, _) = outcome {
             var writer = JSONWriter(capacity: 512)
             event.encode(into: &writer)
