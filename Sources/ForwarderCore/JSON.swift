@@ -543,6 +543,8 @@ extension JSONParser {
     /// serves every event of a worker.
     static func tape(_ buffer: UnsafeBufferPointer<UInt8>, into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
         nodes.removeAll(keepingCapacity: true)
+        // Offsets are 32-bit (SQLite's own limit on a value is 1e9 bytes by default).
+        guard buffer.count < Int(Int32.max) else { throw JSONParseError(reason: "document larger than 2 GiB", offset: 0) }
         var parser = JSONParser(buffer: buffer)
         parser.skipWhitespace()
         try parser.tapeValue(depth: 0, into: &nodes)
