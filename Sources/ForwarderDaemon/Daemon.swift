@@ -40,6 +40,10 @@ public final class Daemon {
         // request in flight that fragmentation was most of the resident set at full drain.
         // Two arenas cost nothing measurable in throughput.
         _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+        // Freed memory above 128 KiB at the top of a heap goes back to the system (glibc keeps
+        // up to 128 KiB by default, but its threshold grows with the batches' MB-sized
+        // buffers): measured −4 MB peak RSS at full drain, no change in speed.
+        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 128 << 10)
 
         if let version = try? SQLiteConnection(path: configuration.databasePath, readOnly: true).userVersion, version < Migrator.latestVersion {
             // A migration may rebuild the outbox (0006: ~30 s per million rows on a small VM):
@@ -49,6 +53,7 @@ public final class Daemon {
             notifier.notify("EXTEND_TIMEOUT_USEC=21600000000\nSTATUS=migrating the database from schema \(version) to \(Migrator.latestVersion) (a rebuild of the outbox takes ~30 s per million rows)")
         }
         let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
+        try store.setCacheSize(kibibytes: 512)  // the supervisor's reads are small; the default cache is 2 MB
         let databaseIdentity = DatabaseFile.identity(configuration.databasePath)
         // One token source per token file (destinations may share one).
         var tokenFiles: [String: TokenSource] = [:]
