@@ -312,10 +312,6 @@ enum Cookies {
     private static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
     private static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
 
-    static func value<S: PathReadable>(named name: String, in source: S) -> String? {
-        Jar(source).value(named: name)
-    }
-
     /// An event's cookies, read once for several lookups (`_ttp`, then `ttclid`).
     struct Jar {
         private let objects: [JSON]

@@ -218,7 +218,7 @@ public final class BatchDeliverer {
         }
         for eventSource in order {
             guard var group = groups.removeValue(forKey: eventSource), !group.items.isEmpty else { continue }
-            if control.paused(destination: destination) != nil, !group.items.isEmpty, eventSource != order.first {
+            if eventSource != order.first, control.paused(destination: destination) != nil {
                 // An earlier group paused this destination: the rest waits with it.
                 try store.release(ids: group.items.map(\.row.id), owner: owner, now: clock.nowMillis())
                 control.record(released: group.items.count, now: clock.nowMillis())

@@ -362,29 +362,10 @@ public struct ForwarderConfiguration: Sendable {
         }
         if let (text, origin) = layers.scalar("transform.forward_unmapped") { settings.forwardUnmapped = try bool(text, origin) }
         if let (maps, origin) = layers.table("transform.map") {
-            for (target, paths) in maps.sorted(by: { $0.key < $1.key }) {
-                guard let source = FieldSource.parsePaths(paths) else {
-                    throw ConfigurationError("\(origin): \(target): '\(paths)' is not a list of dot-separated paths")
-                }
-                if let field = TargetField(rawValue: target) {
-                    settings.mapping[field] = source
-                } else {
-                    try addCustom(target, source, origin, to: &settings)
-                }
-            }
+            try addFields(maps, constants: false, origin, mapping: &settings.mapping, customFields: &settings.customFields)
         }
         if let (constants, origin) = layers.table("transform.set") {
-            for (target, value) in constants.sorted(by: { $0.key < $1.key }) {
-                let constant = FieldSource.constant((try? JSONParser.parse(value)) ?? .string(value))
-                // Set as well as mapped: the constant is the fallback when no path holds a value.
-                if let field = TargetField(rawValue: target) {
-                    settings.mapping[field] = merged(settings.mapping[field], constant)
-                } else if let index = settings.customFields.firstIndex(where: { "\($0.object.rawValue).\($0.key)" == target }) {
-                    settings.customFields[index].source = merged(settings.customFields[index].source, constant)
-                } else {
-                    try addCustom(target, constant, origin, to: &settings)
-                }
-            }
+            try addFields(constants, constants: true, origin, mapping: &settings.mapping, customFields: &settings.customFields)
         }
         // transform.events.NAME.map / .set: fields mapped differently for one event.
         for key in layers.values.keys.sorted() where key.hasPrefix("transform.events.") {
@@ -392,29 +373,8 @@ public struct ForwarderConfiguration: Sendable {
             guard let dot = parts.lastIndex(of: "."), let (table, origin) = layers.table(key) else { continue }
             let name = String(parts[..<dot])
             var override = settings.eventOverrides[name] ?? EventOverride()
-            var scratch = TransformSettings()
-            for (target, text) in table.sorted(by: { $0.key < $1.key }) {
-                let source: FieldSource
-                if parts[parts.index(after: dot)...] == "map" {
-                    guard let paths = FieldSource.parsePaths(text) else { throw ConfigurationError("\(origin): \(target): '\(text)' is not a list of dot-separated paths") }
-                    source = paths
-                } else {
-                    source = .constant((try? JSONParser.parse(text)) ?? .string(text))
-                }
-                if let field = TargetField(rawValue: target) {
-                    override.mapping[field] = merged(override.mapping[field], source)
-                } else {
-                    try addCustom(target, source, origin, to: &scratch)
-                    for custom in scratch.customFields {
-                        if let index = override.customFields.firstIndex(where: { $0.object == custom.object && $0.key == custom.key }) {
-                            override.customFields[index].source = merged(override.customFields[index].source, custom.source)
-                        } else {
-                            override.customFields.append(custom)
-                        }
-                    }
-                    scratch.customFields = []
-                }
-            }
+            try addFields(table, constants: parts[parts.index(after: dot)...] == "set", origin,
+                          mapping: &override.mapping, customFields: &override.customFields)
             settings.eventOverrides[name] = override
         }
         if let (text, origin) = layers.scalar("transform.view_content") {
@@ -459,6 +419,35 @@ public struct ForwarderConfiguration: Sendable {
         return settings
     }
 
+    /// The entries of a `map` (source paths) or `set` (constants) table, for the whole
+    /// transform or for one event. A field both mapped and set takes its paths with the
+    /// constant as the fallback (``merged(_:_:)``); keys under `user.` or `properties.` that are
+    /// not TikTok's are custom properties.
+    private static func addFields(_ table: [String: String], constants: Bool, _ origin: String,
+                                  mapping: inout [TargetField: FieldSource], customFields: inout [CustomField]) throws {
+        for (target, text) in table.sorted(by: { $0.key < $1.key }) {
+            let source: FieldSource
+            if constants {
+                source = .constant((try? JSONParser.parse(text)) ?? .string(text))
+            } else {
+                guard let paths = FieldSource.parsePaths(text) else {
+                    throw ConfigurationError("\(origin): \(target): '\(text)' is not a list of dot-separated paths")
+                }
+                source = paths
+            }
+            if let field = TargetField(rawValue: target) {
+                mapping[field] = merged(mapping[field], source)
+            } else {
+                let (object, key) = try customKey(target, origin)
+                if let index = customFields.firstIndex(where: { $0.object == object && $0.key == key }) {
+                    customFields[index].source = merged(customFields[index].source, source)
+                } else {
+                    customFields.append(CustomField(object: object, key: key, source: source))
+                }
+            }
+        }
+    }
+
     /// `map` and `set` of one field together: its paths, then the constant.
     private static func merged(_ existing: FieldSource?, _ new: FieldSource) -> FieldSource {
         guard let existing else { return new }
@@ -466,7 +455,7 @@ public struct ForwarderConfiguration: Sendable {
     }
 
     /// A `user.*` or `properties.*` key that is not TikTok's: a custom property.
-    private static func addCustom(_ target: String, _ source: FieldSource, _ origin: String, to settings: inout TransformSettings) throws {
+    private static func customKey(_ target: String, _ origin: String) throws -> (CustomField.Object, String) {
         guard let (object, key) = CustomField.parse(target) else { throw unknownTarget(target, origin) }
         // A key a typo away from one of TikTok's (user.mail, properties.curency) is a mistake,
         // not a custom property: it would silently leave the real field unmapped.
@@ -477,8 +466,7 @@ public struct ForwarderConfiguration: Sendable {
             let error = unknownTarget(target, origin)
             throw ConfigurationError(error.description + "; did you mean \(object.rawValue).\(near)?")
         }
-        settings.customFields.removeAll { $0.object == object && $0.key == key }
-        settings.customFields.append(CustomField(object: object, key: key, source: source))
+        return (object, key)
     }
 
     static func unknownTarget(_ target: String, _ origin: String) -> ConfigurationError {

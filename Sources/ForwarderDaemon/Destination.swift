@@ -106,7 +106,7 @@ public struct Destination: Sendable {
         let needed: [EventSource] = setting.fixed.map { [$0] } ?? [.web, .app]
         for source in needed where ids[source] == nil {
             if dryRun {
-                ids[source] = source == .web ? "PIXEL_CODE" : source == .app ? "0000000000" : "0000000000"
+                ids[source] = source == .web ? "PIXEL_CODE" : "0000000000"  // a number, as app and event set ids are
                 continue
             }
             if source == .web, setting == .web {

@@ -115,9 +115,10 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         try write.run()
     }
 
-    /// Fresh rows of `stream` after its cursor: not yet claimed, no state of their own.
-    private static let freshRows = """
-        SELECT id, event_id, payload, created_at FROM outbox
+    /// The insert times of fresh rows of `stream` after its cursor (not yet claimed, no state
+    /// of their own), oldest id first.
+    private static let freshCreatedAt = """
+        SELECT created_at FROM outbox
         WHERE destination IS ?1 AND id > ?2 AND NOT EXISTS (SELECT 1 FROM row_state r WHERE r.id = outbox.id)
         ORDER BY id LIMIT ?3
         """
@@ -137,8 +138,8 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     }
 
     /// Fresh (never claimed) rows, per stream: those after its cursor without a row_state row.
-    private static func freshCount(_ db: SQLiteConnection, streams: [String?]? = nil) throws -> [(stream: String?, rows: Int)] {
-        let all = try streams ?? allStreams(db)
+    private static func freshCount(_ db: SQLiteConnection) throws -> [(stream: String?, rows: Int)] {
+        let all = try allStreams(db)
         let above = try db.statement("SELECT count(*) FROM outbox WHERE destination IS ?1 AND id > ?2")
         let stated = try db.statement("SELECT count(*) FROM row_state r JOIN outbox o ON o.id = r.id WHERE r.id > ?2 AND o.destination IS ?1")
         var result: [(String?, Int)] = []
@@ -175,11 +176,11 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     private static func oldestUnfinished(_ db: SQLiteConnection) throws -> UnixMillis? {
         var oldest: UnixMillis?
         func consider(_ value: UnixMillis?) { if let value { oldest = min(oldest ?? value, value) } }
-        let first = try db.statement(freshRows)
+        let first = try db.statement(freshCreatedAt)
         for stream in try allStreams(db) {
             first.reset()
             try first.bind(1, stream).bind(2, try cursor(db, stream)).bind(3, 1)
-            if try first.step() { consider(first.int64(3)) }
+            if try first.step() { consider(first.int64(0)) }
         }
         for sql in ["SELECT min(o.created_at) FROM row_state r JOIN outbox o ON o.id = r.id WHERE r.state = 'pending'",
                     "SELECT min(o.created_at) FROM row_state r JOIN outbox o ON o.id = r.id WHERE r.state = 'inflight'",
@@ -206,7 +207,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             try Self.bindRoute(due, route)
             var anything = try due.step() && due.int(0) == 1
             if !anything {
-                let fresh = try db.statement(Self.freshRows)
+                let fresh = try db.statement(Self.freshIDs)
                 for stream in streams where !anything {
                     fresh.reset()
                     try fresh.bind(1, stream).bind(2, try Self.cursor(db, stream)).bind(3, 1)
@@ -687,7 +688,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             var result: [String: Int] = [:]
             for name in unknown {
                 // Cheap when nothing is new: the stream's fresh rows are after its cursor.
-                let fresh = try db.statement(Self.freshRows)
+                let fresh = try db.statement(Self.freshIDs)
                 try fresh.bind(1, name).bind(2, try Self.cursor(db, name)).bind(3, 1)
                 guard try fresh.step() else { continue }
                 db.resetStatements()

@@ -234,7 +234,11 @@ struct DaemonTests {
                                     environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "400000"])
         #expect(listener.waitFor("READY=1", timeout: 10))
         #expect(listener.waitFor("WATCHDOG=1", timeout: 5))
-        #expect(try waitUntil(timeout: 10) { try rig.stats().count(.inflight) > 0 })
+        // Requests in flight: claimed rows, and the sandbox holding a request (a row is in
+        // flight from its claim, a little before its request leaves).
+        #expect(try waitUntil(timeout: 10) {
+            try rig.stats().count(.inflight) > 0 && (rig.sandboxStats()["requests"].flatMap { Normalise.number($0) } ?? 0) > 0
+        })
         let sent = Date()
         daemon.signal(SIGTERM)
         let status = daemon.wait(timeout: 15)
