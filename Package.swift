@@ -25,10 +25,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "ForwarderCore", dependencies: ["CCrypto"]),
-        .target(name: "ForwarderStore", dependencies: ["ForwarderCore", "CSQLite"]),
+        .target(name: "ForwarderStore", dependencies: ["ForwarderCore", "CSQLite", "CLibPQ"]),
         .target(name: "ForwarderTransport", dependencies: ["ForwarderCore", "CCurl"]),
         .target(name: "ForwarderSandbox", dependencies: [
             "ForwarderCore",

@@ -69,3 +69,29 @@ class Sandbox:
     def __exit__(self, *exc):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+class Postgres:
+    """A throw-away PostgreSQL server (scripts/pg-cluster) as a context manager; `.uri(db)`
+    names a database on it, `.create(db)` makes one."""
+
+    def __enter__(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="tiktok-forwarder-pg.")
+        os.chmod(self.dir, 0o755)
+        self.server = subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster"), "start", self.dir], check=True,
+                                     capture_output=True, text=True).stdout.strip()
+        self.port = int(self.server.rsplit(":", 1)[1].split("/")[0])
+        return self
+
+    def uri(self, database="postgres"):
+        return self.server.rsplit("/", 1)[0] + "/" + database
+
+    def create(self, database):
+        subprocess.run(["psql", "-X", "-q", "-d", self.server, "-c", f"CREATE DATABASE {database}"], check=True)
+        return self.uri(database)
+
+    def __exit__(self, *exc):
+        import shutil
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster"), "stop", self.dir], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -15,6 +15,9 @@ packages=(
   openssl               # tests make a self-signed certificate (a TLS endpoint that does not verify)
   util-linux            # setpriv and unshare: tests run producers and the daemon under other uids, hide the toolchain
   binutils              # strip, for the Debian package
+  libpq-dev             # the PostgreSQL store links the system libpq
+  postgresql            # tests and benchmarks start a throw-away server (initdb + pg_ctl in a temp dir)
+  python3-psycopg       # tests run the README's Python producer snippet for PostgreSQL
 )
 
 missing=()

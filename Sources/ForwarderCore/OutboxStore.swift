@@ -370,7 +370,10 @@ public struct OutboxRow: Sendable, Equatable {
 }
 
 public struct DaemonStatus: Sendable, Equatable {
+    /// `host:pid:random`: unique across hosts sharing one PostgreSQL outbox.
     public var owner: String
+    /// The host the daemon runs on (from its owner).
+    public var host: String { owner.split(separator: ":", omittingEmptySubsequences: false).first.map(String.init) ?? owner }
     public var pid: Int
     public var startedAt: UnixMillis
     public var heartbeatAt: UnixMillis

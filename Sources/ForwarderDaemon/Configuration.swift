@@ -1,4 +1,5 @@
 import ForwarderCore
+import ForwarderStore
 import Foundation
 import Yams
 
@@ -311,6 +312,9 @@ public struct ForwarderConfiguration: Sendable {
     public static func resolve(_ layers: ConfigLayers, environment: [String: String]) throws -> ForwarderConfiguration {
         guard let db = layers.scalar("db")?.0 else {
             throw ConfigurationError("no database: set db in the configuration file, TIKTOK_FORWARDER_DB, or --db")
+        }
+        if PostgresURI.isPostgres(db) {
+            do { try PostgresURI.validate(db) } catch { throw ConfigurationError("db (\(layers.scalar("db")?.origin ?? "db")): \(error.message)") }
         }
         let endpoint = layers.scalar("endpoint")?.0 ?? defaultEndpoint
         try checkEndpoint(endpoint, origin: layers.scalar("endpoint")?.origin ?? "the default")

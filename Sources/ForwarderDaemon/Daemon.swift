@@ -44,16 +44,27 @@ public final class Daemon {
         // buffers): measured −4 MB peak RSS at full drain, no change in speed.
         _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 128 << 10)
 
-        if let version = try? SQLiteConnection(path: configuration.databasePath, readOnly: true).userVersion, version < Migrator.latestVersion {
+        let database = OutboxDatabase(configuration.databasePath)
+        if case .sqlite(let path) = database, let version = try? SQLiteConnection(path: path, readOnly: true).userVersion, version < Migrator.latestVersion {
             // A migration may rebuild the outbox (0006: ~30 s per million rows on a small VM):
             // under systemd, extend the start timeout instead of being killed (and rolled back)
             // half-way, again and again.
             logger.notice("migrating the database", metadata: ["from": "\(version)", "to": "\(Migrator.latestVersion)"])
             notifier.notify("EXTEND_TIMEOUT_USEC=21600000000\nSTATUS=migrating the database from schema \(version) to \(Migrator.latestVersion) (a rebuild of the outbox takes ~30 s per million rows)")
         }
-        let store = try SQLiteOutboxStore(path: configuration.databasePath)  // migrates
-        try store.setCacheSize(kibibytes: 512)  // the supervisor's reads are small; the default cache is 2 MB
-        let databaseIdentity = DatabaseFile.identity(configuration.databasePath)
+        let store = try database.open()  // migrates
+        // The supervisor's reads are small; SQLite's default cache is 2 MB.
+        try (store as? SQLiteOutboxStore)?.setCacheSize(kibibytes: 512)
+        // A replaced or removed SQLite file is noticed (see below); a PostgreSQL server is not a file.
+        let databaseIdentity = database.isPostgres ? nil : DatabaseFile.identity(configuration.databasePath)
+        if let postgres = store as? PostgresOutboxStore {
+            // Leases compare the daemons' clocks with each other's: say so when this host's is off.
+            let skew = try postgres.clockSkew(now: clock.nowMillis())
+            if abs(skew) > 2_000 {
+                logger.warning("this host's clock differs from the PostgreSQL server's: leases are compared across hosts, keep their clocks in sync (NTP)",
+                               metadata: ["skew_ms": "\(skew)"])
+            }
+        }
         // One token source per token file (destinations may share one).
         var tokenFiles: [String: TokenSource] = [:]
         for destination in configuration.destinations where tokenFiles[destination.accessTokenFile] == nil {
@@ -65,7 +76,15 @@ public final class Daemon {
         try reclaimAtStart(store, now: startedAt)
         try store.recordDaemonStatus(DaemonStatus(owner: owner, pid: Int(getpid()), startedAt: startedAt, heartbeatAt: startedAt,
                                                   inFlightLimit: settings.maxInFlight))
-        let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis, destinations: names.count)
+        // On PostgreSQL idle workers hear of new rows (LISTEN): their polls, which still find
+        // retries coming due, can be a second apart.
+        let control = DeliveryControl(maxInFlight: settings.maxInFlight, lingerMillis: settings.lingerMillis, destinations: names.count,
+                                      idlePollMillis: database.isPostgres ? max(settings.lingerMillis, 1_000) : settings.lingerMillis)
+        var listener: NotificationListener?
+        if case .postgres(let uri) = database {
+            listener = NotificationListener(uri: uri, channel: "tiktok_forwarder_outbox", logger: logger) { control.rowsArrived() }
+        }
+        defer { listener?.stop() }
         let metrics = DaemonMetrics()
         try deadLetterUnknownDestinations(store, known: names, now: startedAt, metrics: metrics)
         var metricsServer: MetricsServer?
@@ -77,7 +96,7 @@ public final class Daemon {
         let workers = Workers(count: settings.maxInFlight, now: startedAt)
         let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
         var started: Logger.Metadata = [
-            "version": "\(ForwarderVersion.string)", "db": "\(configuration.databasePath)", "endpoint": "\(trackURL)",
+            "version": "\(ForwarderVersion.string)", "db": "\(database.display)", "endpoint": "\(trackURL)",
             "workers": "\(settings.maxInFlight)",
         ]
         if configuration.destinations.count == 1, let only = configuration.destinations.first {
@@ -156,7 +175,7 @@ public final class Daemon {
                     logger.error("a delivery worker has made no progress; withholding the watchdog keep-alive")
                 }
             }
-            if now >= next.identity, stopDeadline == nil {
+            if now >= next.identity, stopDeadline == nil, !database.isPostgres {
                 next.identity = now + 1_000
                 let identity = DatabaseFile.identity(configuration.databasePath)
                 if identity != databaseIdentity {
@@ -220,8 +239,10 @@ public final class Daemon {
                     control.stop()
                 }
                 if untilDrained, stopDeadline == nil, now >= next.drained {
-                    next.drained = now + 100
-                    if try store.unfinishedCount() == 0 {
+                    // A count is an index scan: with a large backlog left, look again later.
+                    let unfinished = try store.unfinishedCount()
+                    next.drained = now + (unfinished > 10_000 ? 1_000 : 100)
+                    if unfinished == 0 {
                         logger.notice("outbox drained: stopping")
                         stopDeadline = now + settings.shutdownBudgetMillis
                         control.stop()
@@ -264,7 +285,7 @@ public final class Daemon {
 
     /// Rows for a destination this configuration does not have are dead-lettered (with the
     /// name and the configured ones), never left pending unseen; `dead redrive` once it is added.
-    private func deadLetterUnknownDestinations(_ store: SQLiteOutboxStore, known: [String], now: UnixMillis, metrics: DaemonMetrics) throws {
+    private func deadLetterUnknownDestinations(_ store: any OutboxStore, known: [String], now: UnixMillis, metrics: DaemonMetrics) throws {
         for (name, rows) in try store.deadLetterUnknownDestinations(known: known, now: now).sorted(by: { $0.key < $1.key }) where rows > 0 {
             logger.warning("rows for an unconfigured destination dead-lettered", metadata: [
                 "destination": "\(SafeText.escapingControls(String(name.prefix(100))))", "rows": "\(rows)", "configured": "\(known.joined(separator: ", "))",
@@ -275,7 +296,7 @@ public final class Daemon {
 
     /// At start, rows held by daemons on this host whose process is gone return to pending
     /// at once (their leases need not expire), and expired leases anywhere are reclaimed.
-    private func reclaimAtStart(_ store: SQLiteOutboxStore, now: UnixMillis) throws {
+    private func reclaimAtStart(_ store: any OutboxStore, now: UnixMillis) throws {
         let host = Self.hostname()
         var gone: [String] = []
         for daemon in try store.daemonStatuses() {
@@ -293,8 +314,8 @@ public final class Daemon {
     private static func work(index: Int, configuration: ForwarderConfiguration, owner: String, control: DeliveryControl, workers: Workers,
                              tokens: [TokenSource], clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
         let settings = configuration.delivery
-        let store = try SQLiteOutboxStore(path: configuration.databasePath, migrate: false)
-        try store.setCacheSize(kibibytes: 512)  // measured: −4 MB resident at 4 in flight, same drain speed
+        let store = try OutboxDatabase(configuration.databasePath).open(migrate: false)
+        try (store as? SQLiteOutboxStore)?.setCacheSize(kibibytes: 512)  // measured: −4 MB resident at 4 in flight, same drain speed
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
                                                                totalTimeoutMillis: Int(settings.requestTimeoutMillis)))
         let lanes = configuration.destinations.enumerated().map { d, destination in

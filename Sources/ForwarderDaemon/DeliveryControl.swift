@@ -21,7 +21,7 @@ public final class DeliveryControl: @unchecked Sendable {
     private var stopping = false
     private var counters = Counters()
     private var deliveredTimes: [(at: UnixMillis, count: Int)] = []
-    private let lingerSeconds: Double
+    private let idlePollSeconds: Double
     private var destinations: [DestinationState]
     /// Where the next worker starts looking: the destinations are served in turn.
     private var cursor = 0
@@ -45,9 +45,11 @@ public final class DeliveryControl: @unchecked Sendable {
         public var released = 0
     }
 
-    public init(maxInFlight: Int, lingerMillis: Int64 = 50, destinations: Int = 1) {
+    /// `idlePollMillis`: how far apart an idle destination's polls are (default: the linger);
+    /// longer when something calls ``rowsArrived()`` as rows are inserted.
+    public init(maxInFlight: Int, lingerMillis: Int64 = 50, destinations: Int = 1, idlePollMillis: Int64? = nil) {
         limit = ConcurrencyLimit(maximum: maxInFlight)
-        lingerSeconds = Double(max(lingerMillis, 1)) / 1000
+        idlePollSeconds = Double(max(idlePollMillis ?? lingerMillis, 1)) / 1000
         self.destinations = Array(repeating: DestinationState(), count: max(1, destinations))
     }
 
@@ -131,7 +133,7 @@ public final class DeliveryControl: @unchecked Sendable {
                     return .deliver(d)
                 }
                 if current >= destinations[d].nextPollAt {
-                    destinations[d].nextPollAt = current.addingTimeInterval(lingerSeconds)  // this worker polls; the others sleep
+                    destinations[d].nextPollAt = current.addingTimeInterval(idlePollSeconds)  // this worker polls; the others sleep
                     inFlight += 1
                     cursor = (d + 1) % count
                     return .deliver(d)
@@ -148,12 +150,20 @@ public final class DeliveryControl: @unchecked Sendable {
             if rows == 0 {
                 if !destinations[destination].idle {
                     destinations[destination].idle = true
-                    destinations[destination].nextPollAt = Date().addingTimeInterval(lingerSeconds)
+                    destinations[destination].nextPollAt = Date().addingTimeInterval(idlePollSeconds)
                 }
             } else if destinations[destination].idle {
                 destinations[destination].idle = false
                 condition.broadcast()  // there is work: wake the sleeping workers
             }
+        }
+    }
+
+    /// New rows were inserted (a PostgreSQL notification): idle destinations are polled now.
+    public func rowsArrived() {
+        locked {
+            for d in destinations.indices where destinations[d].idle { destinations[d].nextPollAt = .distantPast }
+            condition.broadcast()
         }
     }
 

@@ -69,6 +69,19 @@ struct Config: ParsableCommand {
 
         /// Why the daemon could not open (or create) the database, if it could not.
         static func databaseProblem(_ path: String) -> String? {
+            if case .postgres(let uri) = OutboxDatabase(path) {
+                do {
+                    let connection = try PostgresConnection(uri: uri)
+                    let version = try PostgresMigrator.version(connection)
+                    if version > PostgresMigrator.latestVersion {
+                        return "the database \(PostgresURI.display(uri)) has schema version \(version), newer than this binary's \(PostgresMigrator.latestVersion): upgrade tiktok-forwarder"
+                    }
+                    print("database: PostgreSQL \(PostgresURI.display(uri)), schema version \(version)\(version == 0 ? " (created at start)" : "")")
+                } catch {
+                    return "\(error)"
+                }
+                return nil
+            }
             let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {

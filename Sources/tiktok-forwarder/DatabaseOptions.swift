@@ -12,7 +12,7 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: ArgumentHelp("YAML configuration file (default: $TIKTOK_FORWARDER_CONFIG); see tiktok-forwarder.example.yaml.", valueName: "file"))
     var config: String?
 
-    @Option(name: .long, help: ArgumentHelp("Path of the SQLite outbox database (default: db in the configuration file, or $TIKTOK_FORWARDER_DB).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The outbox: a SQLite file's path, or a PostgreSQL connection URI (postgresql://user@host/dbname, no password: use a passfile) (default: db in the configuration file, or $TIKTOK_FORWARDER_DB).", valueName: "path|uri"))
     var db: String?
 
     /// The file and environment layers, with `--db` on top.
@@ -38,10 +38,21 @@ struct DatabaseOptions: ParsableArguments {
         return db
     }
 
+    /// The outbox the settings name: a SQLite file, or a PostgreSQL database (its URI checked).
+    func database() throws -> OutboxDatabase {
+        let database = OutboxDatabase(try path())
+        if case .postgres(let uri) = database {
+            do { try PostgresURI.validate(uri) } catch { throw ValidationError(error.message) }
+        }
+        return database
+    }
+
     /// Opens an existing outbox, migrating it to the latest schema. Only `migrate` and `run`
     /// create one: a mistyped path must not silently become a new, empty outbox.
-    func openStore(fullSync: Bool = false) throws -> SQLiteOutboxStore {
-        try SQLiteOutboxStore(path: try existingPath(), fullSync: fullSync)
+    func openStore(fullSync: Bool = false) throws -> any OutboxStore {
+        let database = try database()
+        if case .sqlite = database { _ = try existingPath() }
+        return try database.open(createIfMissing: false, fullSync: fullSync)
     }
 
     /// The database path, which must exist (exit 1 with a clear message otherwise).

@@ -31,6 +31,13 @@ struct Run: ParsableCommand {
             times alone without a result: no row can crash-loop the queue. The daemon exits 1 if its database file is removed or \
             replaced while it runs, and writes no core dumps.
 
+            On PostgreSQL (--db postgresql://user@host/dbname; the password from a password file: \
+            PGPASSFILE, passfile= in the URI, or the systemd credential pgpass) any number of \
+            daemons on any hosts share one outbox: claims skip each other's locked rows, settles \
+            are fenced by the lease owner, a dead host's rows return when their lease expires, \
+            and idle daemons are woken by the producers' commits (LISTEN/NOTIFY), polling once \
+            a second.
+
             Configuration: the YAML file (--config or $TIKTOK_FORWARDER_CONFIG), then \
             TIKTOK_FORWARDER_* environment variables, then these flags. The access token is read \
             from --access-token-file / $TIKTOK_FORWARDER_ACCESS_TOKEN_FILE or from \

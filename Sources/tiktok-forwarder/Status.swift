@@ -52,7 +52,9 @@ enum StatusReport {
         root.append("daemons", .array(stats.daemons.map { d in
             var o = JSONObject()
             o.append("owner", .string(d.owner))
+            o.append("host", .string(d.host))
             o.append("pid", .number(String(d.pid)))
+            o.append("uptime_seconds", .number(String(max(0, now.subtracting(saturating: d.startedAt)) / 1000)))
             o.append("heartbeat_age_seconds", .number(String(max(0, now.subtracting(saturating: d.heartbeatAt)) / 1000)))
             o.append("paused_reason", d.pausedReason.map(JSON.string) ?? .null)
             o.append("in_flight_limit", d.inFlightLimit.map { .number(String($0)) } ?? .null)
@@ -101,7 +103,7 @@ enum StatusReport {
             let heartbeat = silence > 30_000
                 ? "NO HEARTBEAT for \(Durations.format(millis: silence)): is it still running?"
                 : "heartbeat \(Durations.format(millis: silence)) ago"
-            lines.append("daemon:    pid \(daemon.pid), up \(Durations.format(millis: max(0, now.subtracting(saturating: daemon.startedAt)))), \(heartbeat)")
+            lines.append("daemon:    \(SafeText.escapingControls(daemon.host)) pid \(daemon.pid), up \(Durations.format(millis: max(0, now.subtracting(saturating: daemon.startedAt)))), \(heartbeat)")
             lines.append("           \(state)")
         }
         if destinations.contains(where: { $0.destination != nil }) {

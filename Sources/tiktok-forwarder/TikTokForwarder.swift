@@ -9,7 +9,8 @@ struct TikTokForwarder: AsyncParsableCommand {
         commandName: "tiktok-forwarder",
         abstract: "A durable outbox-to-TikTok-Events-API forwarder.",
         discussion: """
-            Producers INSERT events into the SQLite outbox table; `run` claims them, maps and \
+            Producers INSERT events into the outbox table (in a SQLite file, or in PostgreSQL for \
+            producers and daemons on several hosts); `run` claims them, maps and \
             hashes them, and sends them to TikTok's Events API 2.0 — retrying, isolating bad \
             events, and dead-lettering (with the reason) what can never be sent.
 

@@ -51,18 +51,20 @@ struct SQLiteStoreTests {
         #expect(throws: MigrationError.self) { try SQLiteOutboxStore(path: path, migrate: false) }
     }
 
-    @Test("the embedded migrations are exactly the files in migrations/")
+    @Test("the embedded migrations are exactly the files in migrations/ and migrations/postgresql/")
     func embeddedMigrationsMatchFiles() throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: Repository.root + "/migrations")
-            .filter { $0.hasSuffix(".sql") }.sorted()
-        #expect(names == embeddedMigrations.map(\.name), "run scripts/embed-migrations")
-        for migration in embeddedMigrations {
-            var file = try Repository.read("migrations/" + migration.name)
-            if file.hasSuffix("\n") { file.removeLast() }
-            #expect(file == migration.sql, "\(migration.name) drifted from its embedded copy: run scripts/embed-migrations")
-            #expect(Int(migration.name.prefix(4)) == migration.version)
+        for (directory, embedded) in [("migrations", embeddedMigrations), ("migrations/postgresql", embeddedPostgresMigrations)] {
+            let names = try FileManager.default.contentsOfDirectory(atPath: Repository.root + "/" + directory)
+                .filter { $0.hasSuffix(".sql") }.sorted()
+            #expect(names == embedded.map(\.name), "run scripts/embed-migrations")
+            for migration in embedded {
+                var file = try Repository.read(directory + "/" + migration.name)
+                if file.hasSuffix("\n") { file.removeLast() }
+                #expect(file == migration.sql, "\(directory)/\(migration.name) drifted from its embedded copy: run scripts/embed-migrations")
+                #expect(Int(migration.name.prefix(4)) == migration.version)
+            }
+            #expect(embedded.map(\.version) == Array(1...embedded.count))
         }
-        #expect(embeddedMigrations.map(\.version) == Array(1...embeddedMigrations.count))
     }
 
     @Test("4 producer processes insert while a claimer drains: every row delivered exactly once, no busy error")

@@ -6,15 +6,17 @@ import TestSupport
 
 /// The store contract, run against every implementation.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, memory
+    case sqlite, memory, postgres
 
     var testDescription: String { rawValue }
 
-    /// A fresh, empty store; a SQLite one lives in `directory`.
+    /// A fresh, empty store; a SQLite one lives in `directory`, a PostgreSQL one in a new
+    /// database on the server scripts/test started.
     func make(in directory: TemporaryDirectory) throws -> any OutboxStore {
         switch self {
         case .memory: return InMemoryOutboxStore()
         case .sqlite: return try SQLiteOutboxStore(path: directory.path + "/outbox.sqlite")
+        case .postgres: return try PostgresOutboxStore(uri: try TestPostgres.freshDatabase())
         }
     }
 }

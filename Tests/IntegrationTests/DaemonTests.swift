@@ -5,21 +5,25 @@ import Testing
 import TestSupport
 import Yams
 
-/// A temporary outbox, a real sandbox process and the real daemon binary, over loopback.
+/// A temporary outbox (a SQLite file, or a new database on the test PostgreSQL server), a real
+/// sandbox process and the real daemon binary, over loopback.
 final class Rig: @unchecked Sendable {
     let directory = TemporaryDirectory()
     let token: String
-    var db: String { directory.path + "/outbox.sqlite" }
+    /// The `--db` value: the SQLite file's path or the PostgreSQL URI.
+    let db: String
+    var isPostgres: Bool { db.hasPrefix("postgresql://") }
     var tokenFile: String { directory.path + "/access-token" }
     var record: String { directory.path + "/record.ndjson" }
     private(set) var sandbox: ChildProcess!
     private(set) var port = 0
-    let store: SQLiteOutboxStore
+    let store: any OutboxStore
 
-    init(token: String = "tok-\(UUID().uuidString)", daemonToken: String? = nil, sandbox arguments: [String] = []) throws {
+    init(token: String = "tok-\(UUID().uuidString)", daemonToken: String? = nil, sandbox arguments: [String] = [], postgres: Bool = false) throws {
         self.token = token
         try (daemonToken ?? token).write(toFile: directory.path + "/access-token", atomically: true, encoding: .utf8)
-        store = try SQLiteOutboxStore(path: directory.path + "/outbox.sqlite")
+        db = postgres ? try TestPostgres.freshDatabase() : directory.path + "/outbox.sqlite"
+        store = try OutboxDatabase(db).open()
         try startSandbox(arguments)
     }
 
@@ -94,6 +98,9 @@ final class Rig: @unchecked Sendable {
     }
 
     func attempts(state: String) throws -> [Int] {
+        if isPostgres {
+            return try TestPostgres.psql(db, "SELECT attempts FROM outbox_rows WHERE state = '\(state)'").split(separator: "\n").compactMap { Int($0) }
+        }
         let connection = try SQLiteConnection(path: db, readOnly: true)
         let query = try connection.statement("SELECT attempts FROM outbox_rows WHERE state = '\(state)'")
         var result: [Int] = []

@@ -22,7 +22,7 @@ struct PackageTests {
         }
         #expect(listing.stdout.split(separator: "\n").allSatisfy { $0.contains(" root/root ") }, "every file owned by root")
         let control = try ChildProcess.run("/usr/bin/dpkg-deb", ["-f", Self.deb, "Package", "Version", "Depends"], in: directory).stdout
-        #expect(control.contains("Package: tiktok-forwarder") && control.contains("libsqlite3-0") && control.contains("libcurl4"))
+        #expect(control.contains("Package: tiktok-forwarder") && control.contains("libsqlite3-0") && control.contains("libcurl4") && control.contains("libpq5"))
         #expect(!control.contains("swift"), "no dependency on a Swift runtime")
         let info = directory.path + "/control"
         #expect(try ChildProcess.run("/usr/bin/dpkg-deb", ["-e", Self.deb, info], in: directory).status == 0)
