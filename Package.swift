@@ -8,7 +8,9 @@ import PackageDescription
 //                           └─> ...
 //
 // ForwarderCore is pure logic (JSON, transform, hashing, classification, retry policy) and
-// knows nothing of SQLite, curl, sockets or the wall clock.
+// knows nothing of SQLite, PostgreSQL, curl, sockets or the wall clock. ForwarderStore holds
+// both stores: SQLite (system libsqlite3) and PostgreSQL (system libpq, blocking like the
+// workers that call it; PostgresNIO was measured against it: scripts/bench-pg-client).
 let package = Package(
     name: "tiktok-forwarder",
     platforms: [.macOS(.v15)],

@@ -95,3 +95,15 @@ class Postgres:
         import shutil
         subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster"), "stop", self.dir], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def psycopg():
+    """psycopg 3, from Debian's python3-psycopg (scripts/setup.sh) even when another python3 runs
+    this script (its pure-Python implementation works with any 3.x)."""
+    import sys
+    try:
+        import psycopg as module
+    except ImportError:
+        sys.path.append("/usr/lib/python3/dist-packages")
+        import psycopg as module
+    return module

@@ -6,8 +6,9 @@ public typealias UnixMillis = Int64
 /// Every operation takes the current time as a parameter; none reads a clock. Every state
 /// change out of `inflight` is fenced by the lease owner, so a daemon whose lease expired
 /// (and whose rows another daemon reclaimed) cannot overwrite the newer outcome.
-/// Implementations: `SQLiteOutboxStore` (production) and ``InMemoryOutboxStore`` (unit
-/// tests); one conformance suite runs against both.
+/// Implementations: `SQLiteOutboxStore` and `PostgresOutboxStore` (production: one host, or
+/// several sharing a PostgreSQL database) and ``InMemoryOutboxStore`` (unit tests); one
+/// conformance suite runs against all three.
 public protocol OutboxStore: AnyObject, Sendable {
     /// Inserts events as a producer would; an `event_id` already present is left alone.
     func enqueue(_ events: [NewEvent], now: UnixMillis) throws -> EnqueueResult

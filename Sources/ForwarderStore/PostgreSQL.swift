@@ -124,19 +124,39 @@ public final class PostgresConnection {
         try execute("SET TIME ZONE 'UTC'")
     }
 
+    /// Runs `body` once more on a new connection when the connection turned out to be broken
+    /// (the server restarted, failed over, or ended this session) and no transaction was open:
+    /// libpq only notices a dropped connection when a statement fails. Inside a transaction
+    /// the error stands (the transaction is gone; its caller runs it again).
+    private func reconnectingOnce<T>(_ body: () throws(PostgresError) -> T) throws(PostgresError) -> T {
+        try ensureConnected()
+        let outsideTransaction = PQtransactionStatus(handle) == PQTRANS_IDLE
+        do {
+            return try body()
+        } catch {
+            guard outsideTransaction, PQstatus(handle) != CONNECTION_OK else { throw error }
+            try ensureConnected()
+            return try body()
+        }
+    }
+
     /// Runs SQL without parameters (several statements allowed): migrations, BEGIN, COMMIT.
     public func execute(_ sql: String) throws(PostgresError) {
-        if PQstatus(handle) != CONNECTION_OK { try ensureConnected() }
-        let result = PQexec(handle, sql)
-        defer { PQclear(result) }
-        try check(result, sql: sql)
+        try reconnectingOnce { () throws(PostgresError) in
+            let result = PQexec(handle, sql)
+            defer { PQclear(result) }
+            try check(result, sql: sql)
+        }
     }
 
     /// Runs one statement with text parameters (`$1`, `$2`, …; `nil` is NULL), prepared once
     /// per connection.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> PostgresRows {
-        try ensureConnected()
+        try reconnectingOnce { () throws(PostgresError) in try run(sql, parameters) }
+    }
+
+    private func run(_ sql: String, _ parameters: [String?]) throws(PostgresError) -> PostgresRows {
         let name: String
         if let known = prepared[sql] {
             name = known
@@ -162,16 +182,28 @@ public final class PostgresConnection {
     }
 
     /// Runs `body` in a transaction (READ COMMITTED unless `isolation` says otherwise), rolled
-    /// back when it throws.
+    /// back when it throws. When the connection breaks under it (a server restart, a
+    /// failover), the whole transaction runs once more on a new connection: every transaction
+    /// of the store is safe to repeat (its updates are fenced by state and owner, so a repeat
+    /// of one that did commit changes nothing), and a settle left undone would leave delivered
+    /// rows in flight until their lease expires, and send them again.
     public func transaction<T>(isolation: String? = nil, _ body: () throws -> T) throws -> T {
-        try execute(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")
-        do {
-            let value = try body()
-            try execute("COMMIT")
-            return value
-        } catch {
-            if PQstatus(handle) == CONNECTION_OK { try? execute("ROLLBACK") }
-            throw error
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try execute(isolation.map { "BEGIN ISOLATION LEVEL \($0)" } ?? "BEGIN")
+                do {
+                    let value = try body()
+                    try execute("COMMIT")
+                    return value
+                } catch {
+                    if PQstatus(handle) == CONNECTION_OK { try? execute("ROLLBACK") }
+                    throw error
+                }
+            } catch {
+                guard attempt == 1, PQstatus(handle) != CONNECTION_OK else { throw error }
+            }
         }
     }
 

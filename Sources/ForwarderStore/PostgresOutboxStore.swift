@@ -62,12 +62,16 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
 
     // MARK: - The delivery cycle
 
-    /// The row_state conditions that select a route's rows, one per stream; `name` is the
-    /// parameter holding the route's name (every variant uses it: libpq must infer its type).
+    /// The row_state conditions that select a route's rows, one per stream (an equality on
+    /// `stream`, so each is an index range read in order); `name` is the parameter holding the
+    /// route's stream key (every variant uses it: libpq must infer its type).
     private static func streams(_ route: Route?, name: String) -> [String] {
         guard let route else { return ["\(name)::text IS NOT NULL"] }
-        return route.includingUnrouted ? ["destination = \(name)", "destination IS NULL"] : ["destination = \(name)"]
+        return route.includingUnrouted ? ["stream = \(name)", "stream = ''"] : ["stream = \(name)"]
     }
+
+    /// A destination's key in `row_state.stream`: '' for NULL (the default), '=' + name otherwise.
+    static func streamKey(_ destination: String?) -> String { destination.map { "=" + $0 } ?? "" }
 
     private static let claimedColumns = "r.id, o.event_id, o.payload, o.created_at, r.attempts, r.first_sent_at, r.unsettled_claims"
 
@@ -76,7 +80,7 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
         let streams = Self.streams(route, name: "$4")
         let anyStream = "(" + streams.joined(separator: " OR ") + ")"
         // $1 now, $2 limit, $3 owner, $4 route name, $5 lease until.
-        let parameters: [String?] = [String(now), String(limit), owner, route?.name ?? "", String(leaseUntil)]
+        let parameters: [String?] = [String(now), String(limit), owner, Self.streamKey(route?.name), String(leaseUntil)]
         // No transaction: each statement is atomic, and the group claim re-checks what the
         // first read saw (another daemon may have taken those rows meanwhile).
         return try locked { db in
@@ -92,7 +96,7 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
                         WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= $1
                             AND (\(Self.streams(route, name: "$2").joined(separator: " OR ")))
                         ORDER BY next_attempt_at, id LIMIT 1
-                        """, [String(now), route?.name ?? ""])
+                        """, [String(now), Self.streamKey(route?.name)])
                     if first.count == 1 {
                         let unsettled = first.int(0, 0)
                         let group = max(1, limit >> min(unsettled, 30))
@@ -378,11 +382,11 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
     public func destinationBacklogs() throws -> [DestinationBacklog] {
         try locked { db in
             let rows = try db.query("""
-                SELECT destination, count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'inflight'),
-                       count(*) FILTER (WHERE state = 'dead')
+                SELECT CASE WHEN stream = '' THEN NULL ELSE substr(stream, 2) END, count(*) FILTER (WHERE state = 'pending'),
+                       count(*) FILTER (WHERE state = 'inflight'), count(*) FILTER (WHERE state = 'dead')
                 FROM row_state WHERE state IN ('pending', 'inflight', 'dead')
-                GROUP BY destination
-                ORDER BY destination NULLS FIRST
+                GROUP BY stream
+                ORDER BY stream
                 """)
             return (0..<rows.count).map { i in
                 DestinationBacklog(destination: rows.optionalString(i, 0), pending: rows.int(i, 1), inflight: rows.int(i, 2), dead: rows.int(i, 3))
@@ -395,19 +399,19 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
             // The destinations with pending rows: one index seek each (a loose index scan).
             let names = try db.query("""
                 WITH RECURSIVE d (name) AS (
-                    (SELECT destination FROM row_state WHERE state = 'pending' AND destination IS NOT NULL ORDER BY destination LIMIT 1)
+                    (SELECT stream FROM row_state WHERE state = 'pending' AND stream > '' ORDER BY stream LIMIT 1)
                     UNION ALL
-                    SELECT (SELECT destination FROM row_state WHERE state = 'pending' AND destination > d.name ORDER BY destination LIMIT 1)
+                    SELECT (SELECT stream FROM row_state WHERE state = 'pending' AND stream > d.name ORDER BY stream LIMIT 1)
                     FROM d WHERE d.name IS NOT NULL)
-                SELECT name FROM d WHERE name IS NOT NULL AND NOT (name = ANY($1::text[]))
-                """, [pgArray(known)])
+                SELECT substr(name, 2) FROM d WHERE name IS NOT NULL AND NOT (name = ANY($1::text[]))
+                """, [pgArray(known.map { Self.streamKey($0) })])
             var result: [String: Int] = [:]
             for i in 0..<names.count {
                 let name = names.string(i, 0)
                 result[name] = try db.query("""
                     UPDATE row_state SET state = 'dead', finished_at = $2, last_error = $3
-                    WHERE state = 'pending' AND destination = $1
-                    """, [name, String(now), String(Route.unknownReason(name, known: known).prefix(1_000))]).changes
+                    WHERE state = 'pending' AND stream = $1
+                    """, [Self.streamKey(name), String(now), String(Route.unknownReason(name, known: known).prefix(1_000))]).changes
             }
             return result
         }

@@ -8,8 +8,8 @@ struct Status: ParsableCommand {
         abstract: "Show the outbox at a glance: rows per state, backlog age, rate, errors.",
         discussion: """
             Fields: rows per state (pending, inflight, delivered, skipped, dead); the age of the \
-            oldest row not yet final; rows delivered in the last minute; each running daemon and \
-            whether its delivery is paused (and why: with several destinations, one line per \
+            oldest row not yet final; rows delivered in the last minute; each running daemon (host, \
+            pid, uptime, heartbeat: on PostgreSQL, the daemons of every host) and whether its delivery is paused (and why: with several destinations, one line per \
             paused destination); when rows name destinations, the rows not yet final and dead per \
             destination (NULL: the default one); the latest errors. `--json` has the same, with \
             `destinations` listing each destination's pending, inflight and dead rows and pause.

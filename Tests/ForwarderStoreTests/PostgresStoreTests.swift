@@ -89,8 +89,8 @@ struct PostgresStoreTests {
             return !heard.isEmpty
         }
         #expect(heard.first == "tiktok_forwarder_outbox")
-        #expect(try TestPostgres.psql(uri, "SELECT event_id || ' ' || state || ' ' || coalesce(r.destination, '-') FROM outbox JOIN row_state r USING (id) ORDER BY id")
-                == "p1 pending -\np2 pending app")
+        #expect(try TestPostgres.psql(uri, "SELECT event_id || ' ' || state || ' ' || coalesce(destination, '-') || ' [' || stream || ']' FROM outbox JOIN row_state r USING (id) ORDER BY id")
+                == "p1 pending - []\np2 pending app [=app]")
         #expect(try store.row("p1")?.payload == #"{"event_name":"purchase"}"#, "the first insert won")
         // A producer's rolled-back transaction leaves nothing: no row, no state.
         try TestPostgres.psql(uri, "BEGIN; INSERT INTO outbox (event_id, payload) VALUES ('gone', '{}'); ROLLBACK;")
@@ -148,19 +148,34 @@ struct PostgresStoreTests {
         #expect(try TestPostgres.psql(uri, "SELECT count(*) FROM outbox") == "0")
     }
 
-    @Test("a server restart breaks the connection: the next operation fails, the one after reconnects")
+    @Test("the server ends the session (a restart, a failover): the next operation reconnects and succeeds; a transaction cut short runs again, whole, once")
     func reconnects() throws {
         let uri = try TestPostgres.freshDatabase()
         let store = try PostgresOutboxStore(uri: uri)
         _ = try store.enqueue([NewEvent(eventID: "k1", payload: "{}")], now: 1)
-        // Every backend of this database ends, as at a server restart or failover.
-        try TestPostgres.psql(TestPostgres.serverURI!, """
-            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(uri.split(separator: "/").last!)' AND pid <> pg_backend_pid()
-            """)
-        var recovered = false
-        for _ in 0..<3 where !recovered {
-            recovered = (try? store.unfinishedCount()) == 1
+        let database = String(uri.split(separator: "/").last!)
+        let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()"
+        try TestPostgres.psql(TestPostgres.serverURI!, terminate)
+        #expect(try store.unfinishedCount() == 1)
+        #expect(try store.enqueue([NewEvent(eventID: "k2", payload: "{}")], now: 2).inserted == 1)
+        // A transaction cut short runs again, whole, on a new connection (once).
+        let connection = try PostgresConnection(uri: uri)
+        var runs = 0
+        let value = try connection.transaction {
+            runs += 1
+            try connection.query("INSERT INTO daemon_status (owner, pid, started_at, heartbeat_at) VALUES ('t', 1, 1, \(runs))")
+            if runs == 1 { try TestPostgres.psql(TestPostgres.serverURI!, terminate) }
+            return try connection.query("SELECT heartbeat_at FROM daemon_status WHERE owner = 't'").string(0, 0)
         }
-        #expect(recovered)
+        #expect(runs == 2 && value == "2", "the first run's insert was rolled back with its connection")
+        // A second break inside the repeat is an error for the caller.
+        #expect(throws: PostgresError.self) {
+            try connection.transaction {
+                try connection.query("SELECT 1")
+                try TestPostgres.psql(TestPostgres.serverURI!, terminate)
+                try connection.query("SELECT 2")
+            }
+        }
+        #expect(try connection.query("SELECT 3").string(0, 0) == "3")
     }
 }

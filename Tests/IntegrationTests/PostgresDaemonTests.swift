@@ -47,6 +47,32 @@ struct PostgresDaemonTests {
         #expect(try rig.store.daemonStatuses().isEmpty, "stopped daemons remove their status rows")
     }
 
+    @Test("the server drops every connection mid-drain (a restart, a failover): the daemon reconnects and delivers everything, nothing dead")
+    func connectionsDropped() throws {
+        let rig = try Rig(sandbox: ["--delay-ms", "20"], postgres: true)
+        try rig.enqueue(Rig.events(5_000))
+        let daemon = try rig.daemon(["--max-batch-events", "100"])
+        let database = String(rig.db.split(separator: "/").last!)
+        for _ in 0..<3 {
+            #expect(try waitUntil(timeout: 30) { try rig.stats().count(.delivered) > 0 })
+            let ended = try TestPostgres.psql(TestPostgres.serverURI!, """
+                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)' AND application_name LIKE 'tiktok-forwarder%'
+                """)
+            // The daemon's connections (workers, supervisor, listener: those not reconnecting at that instant) and the test's own.
+            #expect((Int(ended) ?? 0) >= 2, "connections ended: \(ended)")
+            usleep(300_000)
+        }
+        #expect(try rig.waitDrained(timeout: 90), "\(daemon.stderr.suffix(2_000))")
+        let stats = try rig.stats()
+        #expect(stats.count(.delivered) == 5_000 && stats.count(.dead) == 0, "\(stats.counts)")
+        #expect(try rig.recorded().count == 5_000)
+        // New rows after the drops still wake it: the listener reconnected.
+        try TestPostgres.psql(rig.db, #"INSERT INTO outbox (event_id, payload) VALUES ('after', '{"event_name":"purchase","url":"https://shop.example/"}')"#)
+        #expect(try waitUntil(timeout: 10) { try rig.store.row("after")?.state == .delivered })
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+    }
+
     @Test("an idle daemon claims a row a producer just committed well before its idle poll (LISTEN/NOTIFY)")
     func notifiedPickUp() throws {
         let rig = try Rig(postgres: true)
@@ -140,5 +166,8 @@ struct PostgresDaemonTests {
         #expect(try recorded.count == 2 && rig.stats().count(.delivered) == 2, "\(recorded)")
         let sent = try String(contentsOfFile: rig.record, encoding: .utf8)
         #expect(!sent.contains("Example.com"), "the email left hashed")
+        // The operators' queries, as the README gives them.
+        let report = try TestPostgres.psql(rig.db, try Readme.snippet("operator-postgres-sql"))
+        #expect(report.hasPrefix("delivered|2|"), "\(report)")
     }
 }

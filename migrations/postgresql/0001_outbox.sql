@@ -25,7 +25,10 @@ CREATE TABLE outbox (
 -- skip rows by an id cursor: they take pending rows with FOR UPDATE SKIP LOCKED.
 CREATE TABLE row_state (
     id               bigint  PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
-    destination      text,
+    -- The row's stream, never NULL so that a claim's index range is an equality (PostgreSQL
+    -- cannot read an index in order past an IS NULL condition): '' for the default
+    -- destination (NULL), '=' || destination otherwise.
+    stream           text    NOT NULL,
     state            text    NOT NULL DEFAULT 'pending'
                              CHECK (state IN ('pending', 'inflight', 'delivered', 'skipped', 'dead')),
     attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
@@ -43,7 +46,7 @@ CREATE TABLE row_state (
     CHECK ((state = 'inflight') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)),
     CHECK ((state IN ('delivered', 'skipped', 'dead')) = (finished_at IS NOT NULL))
 );
-CREATE INDEX row_state_due ON row_state (destination, next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX row_state_due ON row_state (stream, next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX row_state_unfinished ON row_state (id) WHERE state IN ('pending', 'inflight');
 CREATE INDEX row_state_suspect ON row_state (next_attempt_at, id) WHERE state = 'pending' AND unsettled_claims > 0;
 CREATE INDEX row_state_inflight ON row_state (lease_expires_at) WHERE state = 'inflight';
@@ -58,7 +61,8 @@ CREATE INDEX row_state_dead ON row_state (finished_at) WHERE state = 'dead';
 CREATE FUNCTION tiktok_forwarder_outbox_inserted() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    INSERT INTO row_state (id, destination) SELECT id, destination FROM inserted;
+    INSERT INTO row_state (id, stream)
+    SELECT id, CASE WHEN destination IS NULL THEN '' ELSE '=' || destination END FROM inserted;
     PERFORM pg_notify('tiktok_forwarder_outbox', '');
     RETURN NULL;
 END
