@@ -183,7 +183,8 @@ public final class PostgresConnection {
 
     /// Runs `body` in a transaction (READ COMMITTED unless `isolation` says otherwise), rolled
     /// back when it throws. When the connection breaks under it (a server restart, a
-    /// failover), the whole transaction runs once more on a new connection: every transaction
+    /// failover), or the server aborts it as a deadlock or serialization failure, the whole
+    /// transaction runs once more (on a new connection if need be): every transaction
     /// of the store is safe to repeat (its updates are fenced by state and owner, so a repeat
     /// of one that did commit changes nothing), and a settle left undone would leave delivered
     /// rows in flight until their lease expires, and send them again.
@@ -202,7 +203,10 @@ public final class PostgresConnection {
                     throw error
                 }
             } catch {
-                guard attempt == 1, PQstatus(handle) != CONNECTION_OK else { throw error }
+                // Once more after a broken connection, or a deadlock or serialization failure
+                // (the server rolled it back: two daemons settling and reclaiming the same rows).
+                let retryable = (error as? PostgresError)?.isRetryable ?? false
+                guard attempt == 1, PQstatus(handle) != CONNECTION_OK || retryable else { throw error }
             }
         }
     }

@@ -84,66 +84,64 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
         // No transaction: each statement is atomic, and the group claim re-checks what the
         // first read saw (another daemon may have taken those rows meanwhile).
         return try locked { db in
-            do {
-                // Suspects — rows whose last claim ended without a result (a daemon crashed,
-                // was killed or hung holding them) — go first, in groups that halve with every
-                // such claim (limit >> unsettled_claims): a row that crashes daemons is alone
-                // after ~log2(limit) crashes. A group of more than one row is not counted as an
-                // attempt (its innocent rows keep their budget); a claim of one row is.
-                if suspects {
-                    let first = try db.query("""
-                        SELECT unsettled_claims FROM row_state
-                        WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= $1
-                            AND (\(Self.streams(route, name: "$2").joined(separator: " OR ")))
-                        ORDER BY next_attempt_at, id LIMIT 1
-                        """, [String(now), Self.streamKey(route?.name)])
-                    if first.count == 1 {
-                        let unsettled = first.int(0, 0)
-                        let group = max(1, limit >> min(unsettled, 30))
-                        let rows = try db.query("""
-                            WITH picked AS (
-                                SELECT id FROM row_state
-                                WHERE state = 'pending' AND unsettled_claims = $6 AND next_attempt_at <= $1 AND \(anyStream)
-                                ORDER BY next_attempt_at, id LIMIT $2
-                                FOR UPDATE SKIP LOCKED)
-                            UPDATE row_state r
-                            SET state = 'inflight', lease_owner = $3, lease_expires_at = $5,
-                                attempts = r.attempts + ((SELECT count(*) FROM picked) = 1 AND r.attempts < 2147483647)::int
-                            FROM picked, outbox o
-                            WHERE r.id = picked.id AND o.id = r.id
-                            RETURNING \(Self.claimedColumns)
-                            """, [parameters[0], String(group), parameters[2], parameters[3], parameters[4], String(unsettled)])
-                        if rows.count > 0 { return Self.claimedRows(rows) }
-                    }
+            // Suspects — rows whose last claim ended without a result (a daemon crashed,
+            // was killed or hung holding them) — go first, in groups that halve with every
+            // such claim (limit >> unsettled_claims): a row that crashes daemons is alone
+            // after ~log2(limit) crashes. A group of more than one row is not counted as an
+            // attempt (its innocent rows keep their budget); a claim of one row is.
+            if suspects {
+                let first = try db.query("""
+                    SELECT unsettled_claims FROM row_state
+                    WHERE state = 'pending' AND unsettled_claims > 0 AND next_attempt_at <= $1
+                        AND (\(Self.streams(route, name: "$2").joined(separator: " OR ")))
+                    ORDER BY next_attempt_at, id LIMIT 1
+                    """, [String(now), Self.streamKey(route?.name)])
+                if first.count == 1 {
+                    let unsettled = first.int(0, 0)
+                    let group = max(1, limit >> min(unsettled, 30))
+                    let rows = try db.query("""
+                        WITH picked AS (
+                            SELECT id FROM row_state
+                            WHERE state = 'pending' AND unsettled_claims = $6 AND next_attempt_at <= $1 AND \(anyStream)
+                            ORDER BY next_attempt_at, id LIMIT $2
+                            FOR UPDATE SKIP LOCKED)
+                        UPDATE row_state r
+                        SET state = 'inflight', lease_owner = $3, lease_expires_at = $5,
+                            attempts = r.attempts + ((SELECT count(*) FROM picked) = 1 AND r.attempts < 2147483647)::int
+                        FROM picked, outbox o
+                        WHERE r.id = picked.id AND o.id = r.id
+                        RETURNING \(Self.claimedColumns)
+                        """, [parameters[0], String(group), parameters[2], parameters[3], parameters[4], String(unsettled)])
+                    if rows.count > 0 { return Self.claimedRows(rows) }
                 }
-                // Due retries (and released or redriven rows) first, oldest due first; then
-                // fresh rows (next_attempt_at 0) in id order. Per stream, so each part is an
-                // index range; rows locked here but not picked are free again at commit.
-                var parts: [String] = []
-                var selects: [String] = []
-                for (k, stream) in streams.enumerated() {
-                    parts.append("""
-                        due\(k) AS (SELECT id, next_attempt_at, 0 AS phase FROM row_state
-                                    WHERE state = 'pending' AND \(stream) AND next_attempt_at BETWEEN 1 AND $1 AND unsettled_claims = 0
-                                    ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
-                        fresh\(k) AS (SELECT id, next_attempt_at, 1 AS phase FROM row_state
-                                      WHERE state = 'pending' AND \(stream) AND next_attempt_at = 0 AND unsettled_claims = 0
-                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                        """)
-                    selects += ["SELECT * FROM due\(k)", "SELECT * FROM fresh\(k)"]
-                }
-                let rows = try db.query("""
-                    WITH \(parts.joined(separator: ",\n")),
-                    picked AS (SELECT id FROM (\(selects.joined(separator: " UNION ALL "))) c ORDER BY phase, next_attempt_at, id LIMIT $2)
-                    UPDATE row_state r
-                    SET state = 'inflight', lease_owner = $3, lease_expires_at = $5,
-                        attempts = r.attempts + (r.attempts < 2147483647)::int
-                    FROM picked, outbox o
-                    WHERE r.id = picked.id AND o.id = r.id
-                    RETURNING \(Self.claimedColumns)
-                    """, parameters)
-                return Self.claimedRows(rows)
             }
+            // Due retries (and released or redriven rows) first, oldest due first; then
+            // fresh rows (next_attempt_at 0) in id order. Per stream, so each part is an
+            // index range; rows locked here but not picked are free again at commit.
+            var parts: [String] = []
+            var selects: [String] = []
+            for (k, stream) in streams.enumerated() {
+                parts.append("""
+                    due\(k) AS (SELECT id, next_attempt_at, 0 AS phase FROM row_state
+                                WHERE state = 'pending' AND \(stream) AND next_attempt_at BETWEEN 1 AND $1 AND unsettled_claims = 0
+                                ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+                    fresh\(k) AS (SELECT id, next_attempt_at, 1 AS phase FROM row_state
+                                  WHERE state = 'pending' AND \(stream) AND next_attempt_at = 0 AND unsettled_claims = 0
+                                  ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    """)
+                selects += ["SELECT * FROM due\(k)", "SELECT * FROM fresh\(k)"]
+            }
+            let rows = try db.query("""
+                WITH \(parts.joined(separator: ",\n")),
+                picked AS (SELECT id FROM (\(selects.joined(separator: " UNION ALL "))) c ORDER BY phase, next_attempt_at, id LIMIT $2)
+                UPDATE row_state r
+                SET state = 'inflight', lease_owner = $3, lease_expires_at = $5,
+                    attempts = r.attempts + (r.attempts < 2147483647)::int
+                FROM picked, outbox o
+                WHERE r.id = picked.id AND o.id = r.id
+                RETURNING \(Self.claimedColumns)
+                """, parameters)
+            return Self.claimedRows(rows)
         }
     }
 
