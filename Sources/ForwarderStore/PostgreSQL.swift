@@ -175,8 +175,7 @@ public final class PostgresConnection {
         }
         do { try check(result, sql: sql) } catch {
             PQclear(result)
-            if PQstatus(handle) != CONNECTION_OK { prepared = [:] }
-            throw error
+            throw error  // a broken connection's prepared statements go at the reconnect
         }
         return PostgresRows(result!)
     }
@@ -240,18 +239,6 @@ public final class PostgresConnection {
             PQfreemem(notice)
         }
         return channels
-    }
-
-    public var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
-
-    /// Forgets the broken connection's state and connects again.
-    public func reconnect() throws(PostgresError) {
-        PQreset(handle)
-        prepared = [:]
-        guard PQstatus(handle) == CONNECTION_OK else {
-            throw PostgresError(message: "cannot reconnect to PostgreSQL at \(PostgresURI.display(uri)): \(Self.message(handle))")
-        }
-        try execute("SET TIME ZONE 'UTC'")
     }
 }
 

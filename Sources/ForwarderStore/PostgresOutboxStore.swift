@@ -14,8 +14,8 @@ import Foundation
 public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
     private let connection: PostgresConnection
     private let lock = NSLock()
-    /// The URI without secrets (for logs and errors).
-    public let displayName: String
+    /// The URI without secrets (for errors).
+    private let displayName: String
 
     /// Connects to the database at `uri` (a libpq connection URI without a password) and
     /// migrates it to the latest schema (creating it when `createIfMissing`), unless `migrate`
@@ -362,7 +362,7 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
         do {
             try locked { db in
                 try db.transaction(isolation: "REPEATABLE READ") {
-                    try db.query("""
+                    _ = try db.query("""
                         WITH exact AS (SELECT state, count(*) AS rows FROM row_state WHERE state IN ('delivered', 'skipped') GROUP BY state),
                         stored AS (SELECT state, sum(rows) AS rows FROM finished_counts GROUP BY state)
                         UPDATE finished_counts f
@@ -534,14 +534,14 @@ public final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
 
     public func recordDaemonStatus(_ status: DaemonStatus) throws {
         try locked { db in
-            try db.query("""
+            _ = try db.query("""
                 INSERT INTO daemon_status (owner, pid, started_at, heartbeat_at, paused_reason, in_flight_limit, delivery_rate)
                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
                     paused_reason = excluded.paused_reason, in_flight_limit = excluded.in_flight_limit,
                     delivery_rate = excluded.delivery_rate
                 """, [status.owner, String(status.pid), String(status.startedAt), String(status.heartbeatAt), status.pausedReason,
-                      pgText(status.inFlightLimit), pgText(status.deliveryRate)])
+                      pgText(status.inFlightLimit), pgText(status.deliveryRate.flatMap { $0.isFinite ? $0 : nil })])
         }
     }
 

@@ -134,7 +134,7 @@ struct PostgresStoreTests {
         let store = try PostgresOutboxStore(uri: uri)
         _ = try store.enqueue((0..<50).map { NewEvent(eventID: "r\($0)", payload: "{}") }, now: 1_000)
         let rows = try store.claim(limit: 50, owner: "a", leaseUntil: 90_000, now: 2_000)
-        try store.settle(rows.prefix(40).map { .delivered(id: $0.id, AttemptRecord()) } + rows.suffix(10).map { .skipped(id: $0.id, reason: "unmapped") },
+        _ = try store.settle(rows.prefix(40).map { .delivered(id: $0.id, AttemptRecord()) } + rows.suffix(10).map { .skipped(id: $0.id, reason: "unmapped") },
                          owner: "a", now: 3_000)
         try TestPostgres.psql(uri, "DELETE FROM outbox WHERE id IN (SELECT id FROM row_state WHERE state = 'delivered' LIMIT 15)")
         #expect(try store.stats(now: 4_000).count(.delivered) == 40, "maintained, not counted")
