@@ -416,75 +416,185 @@ public struct JSONParser {
     }
 }
 
+/// Byte scanning shared by the parser and the writer.
+enum JSONBytes {
+    /// The first offset at or after `start` that may hold a byte a JSON string cannot carry
+    /// as it is (`"`, `\\`, a control character), looking eight bytes at a time: where every
+    /// byte is plain, the string's bytes go through unchanged. At most 7 bytes before the
+    /// returned offset are left to the caller's byte-by-byte loop, which decides exactly.
+    @inline(__always)
+    static func plainRunEnd(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        guard let base = buffer.baseAddress else { return start }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        var i = start
+        while i &+ 8 <= buffer.count {
+            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            // Exact "some byte is zero" / "some byte is below 0x20" tests (bytes ≥ 0x80 never match).
+            let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)
+            if special & high != 0 { break }
+            i &+= 8
+        }
+        return i
+    }
+}
+
 /// Appends compact JSON to a byte buffer. The caller writes structure (`{`, `,`, keys);
 /// this type gets escaping and number formatting right.
+///
+/// The buffer is written through a pointer held in the writer itself (an `Array` append
+/// checks uniqueness and capacity on every byte, and a class-held buffer costs a retain per
+/// call: together most of the time spent encoding an event). So a writer is used `inout`,
+/// never copied: a copy would share the buffer and its bytes go stale when either grows.
+/// Take ``bytes`` (a copy) or ``withBytes(_:)`` to read what was written.
 public struct JSONWriter {
-    public var bytes: [UInt8]
+    /// Owns the allocation: frees it when the last writer goes.
+    private final class Allocation {
+        var base: UnsafeMutablePointer<UInt8>
+        init(_ base: UnsafeMutablePointer<UInt8>) { self.base = base }
+        deinit { base.deallocate() }
+    }
+
+    private let allocation: Allocation
+    private var base: UnsafeMutablePointer<UInt8>
+    /// How many bytes have been written.
+    public private(set) var count = 0
+    private var capacity: Int
 
     public init(capacity: Int = 1024) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+        allocation = Allocation(base)
+    }
+
+    /// Room for `extra` more bytes.
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        if capacity &- count < extra { grow(extra) }
+    }
+
+    @inline(never)
+    private mutating func grow(_ extra: Int) {
+        resize(to: max(capacity.multipliedReportingOverflow(by: 2).partialValue, count + extra))
+    }
+
+    private mutating func resize(to wanted: Int) {
+        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: wanted)
+        larger.initialize(from: base, count: count)
+        base.deallocate()
+        base = larger
+        allocation.base = larger
+        capacity = wanted
     }
 
     @inline(__always)
-    public mutating func raw(_ byte: UInt8) { bytes.append(byte) }
-
-    public mutating func raw(_ text: StaticString) {
-        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    private mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).update(from: source, count: bytes.count)
+        count &+= bytes.count
     }
 
-    public mutating func raw<C: Collection<UInt8>>(_ data: C) { bytes.append(contentsOf: data) }
+    /// A copy of what has been written.
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// What has been written, without a copy; valid only inside `body`.
+    public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(allocation) { try body(UnsafeBufferPointer(start: base, count: count)) }
+    }
+
+    /// Room for `capacity` bytes in all, without growing on the way.
+    public mutating func reserveCapacity(_ capacity: Int) {
+        if capacity > self.capacity { resize(to: capacity) }
+    }
+
+    /// Forgets everything after the first `count` bytes (an event that did not fit).
+    public mutating func truncate(to count: Int) {
+        self.count = min(max(0, count), self.count)
+    }
+
+    @inline(__always)
+    public mutating func raw(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count &+= 1
+    }
+
+    public mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { append($0) }
+    }
+
+    public mutating func raw<C: Collection<UInt8>>(_ data: C) {
+        if data.withContiguousStorageIfAvailable({ append($0) }) == nil {
+            reserve(data.count)
+            for byte in data { base[count] = byte; count &+= 1 }
+        }
+    }
 
     /// Writes `"key":`.
     public mutating func key(_ key: StaticString) {
-        bytes.append(UInt8(ascii: "\""))
-        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        raw(UInt8(ascii: "\""))
+        key.withUTF8Buffer { append($0) }
+        raw("\":")
     }
 
     public mutating func string(_ value: String) {
-        bytes.append(UInt8(ascii: "\""))
         var copy = value
-        copy.withUTF8 { utf8 in
-            var runStart = 0
-            for i in 0..<utf8.count {
-                let byte = utf8[i]
-                guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-                switch byte {
-                case 0x22: bytes.append(0x5C); bytes.append(0x22)
-                case 0x5C: bytes.append(0x5C); bytes.append(0x5C)
-                case 0x0A: bytes.append(0x5C); bytes.append(UInt8(ascii: "n"))
-                case 0x0D: bytes.append(0x5C); bytes.append(UInt8(ascii: "r"))
-                case 0x09: bytes.append(0x5C); bytes.append(UInt8(ascii: "t"))
-                default:
-                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                              hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-                }
-                runStart = i + 1
+        copy.withUTF8 { string(utf8: $0) }
+    }
+
+    /// A string from its UTF-8 bytes (valid UTF-8), escaped as JSON needs.
+    public mutating func string(utf8: UnsafeBufferPointer<UInt8>) {
+        reserve(utf8.count &+ 2)
+        base[count] = UInt8(ascii: "\"")
+        count &+= 1
+        var runStart = 0
+        var i = JSONBytes.plainRunEnd(utf8, from: 0)
+        while i < utf8.count {
+            let byte = utf8[i]
+            if byte >= 0x20, byte != 0x22, byte != 0x5C { i &+= 1; continue }
+            append(UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
+            reserve(6)
+            let out = base + count
+            out[0] = 0x5C
+            switch byte {
+            case 0x22: out[1] = 0x22; count &+= 2
+            case 0x5C: out[1] = 0x5C; count &+= 2
+            case 0x0A: out[1] = UInt8(ascii: "n"); count &+= 2
+            case 0x0D: out[1] = UInt8(ascii: "r"); count &+= 2
+            case 0x09: out[1] = UInt8(ascii: "t"); count &+= 2
+            default:
+                let hex: StaticString = "0123456789abcdef"
+                out[1] = UInt8(ascii: "u"); out[2] = UInt8(ascii: "0"); out[3] = UInt8(ascii: "0")
+                out[4] = hex.utf8Start[Int(byte >> 4)]; out[5] = hex.utf8Start[Int(byte & 0xF)]
+                count &+= 6
             }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
+            i &+= 1
+            runStart = i
+            i = JSONBytes.plainRunEnd(utf8, from: i)
         }
-        bytes.append(UInt8(ascii: "\""))
+        append(UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
+        raw(UInt8(ascii: "\""))
     }
 
     public mutating func integer(_ value: Int64) {
         // Digits written straight into the buffer (a String per number was ~1 % of a transform).
-        guard value != .min else { bytes.append(contentsOf: "-9223372036854775808".utf8); return }
+        reserve(21)
+        guard value != .min else { raw("-9223372036854775808"); return }
         var magnitude = value < 0 ? UInt64(-value) : UInt64(value)
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes of scratch, on the stack
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var end = scratch.count
-            repeat {
-                end -= 1
-                scratch[end] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[end...]))
-        }
+        if value < 0 { base[count] = UInt8(ascii: "-"); count &+= 1 }
+        var digits = 1
+        var rest = magnitude / 10
+        while rest > 0 { digits &+= 1; rest /= 10 }
+        var at = count &+ digits
+        repeat {
+            at &-= 1
+            base[at] = UInt8(ascii: "0") &+ UInt8(magnitude % 10)
+            magnitude /= 10
+        } while magnitude > 0
+        count &+= digits
     }
 
     /// Integral values print without a fraction (`16`, not `16.0`); others in the shortest
@@ -493,7 +603,8 @@ public struct JSONWriter {
         if value.rounded() == value, abs(value) < 1e15 {
             integer(Int64(value))
         } else {
-            bytes.append(contentsOf: value.description.utf8)
+            var text = value.description
+            text.withUTF8 { append($0) }
         }
     }
 
@@ -506,7 +617,7 @@ public struct JSONWriter {
         switch value {
         case .null: raw("null")
         case .bool(let b): bool(b)
-        case .number(let literal): bytes.append(contentsOf: literal.utf8)
+        case .number(var literal): literal.withUTF8 { append($0) }
         case .string(let s): string(s)
         case .array(let elements):
             raw(UInt8(ascii: "["))
@@ -611,7 +722,7 @@ extension JSONParser {
         let open = position
         var escaped = false
         // Fast path: no escape before the closing quote (nearly every string in an event).
-        var scan = position + 1
+        var scan = JSONBytes.plainRunEnd(buffer, from: position + 1)
         while scan < buffer.count {
             let byte = buffer[scan]
             if byte == UInt8(ascii: "\"") { break }

@@ -29,6 +29,8 @@ public struct JSONTape {
 protocol PathReadable {
     /// The value at `path` (keys; digits index arrays), or nil.
     func value(at path: [String]) -> JSON?
+    /// ``Normalise/text(_:)`` of the value at `path`: trimmed text of a string or a number.
+    func text(at path: [String]) -> String?
     /// The same, not materialised: to read inside it (the items of an event).
     func document(at path: [String]) -> Self?
     /// An array's elements, or nil for anything else.
@@ -41,6 +43,7 @@ protocol PathReadable {
 extension JSON: PathReadable {
     var isObject: Bool { if case .object = self { return true } else { return false } }
     func document(at path: [String]) -> JSON? { value(at: path) }
+    func text(at path: [String]) -> String? { value(at: path).flatMap(Normalise.text) }
     var arrayElements: [JSON]? { if case .array(let elements) = self { return elements } else { return nil } }
     var isPresent: Bool { Normalise.isPresent(self) }
 }
@@ -50,6 +53,29 @@ extension JSONTape.View: PathReadable {
 
     func value(at path: [String]) -> JSON? {
         node(at: path).map(json(at:))
+    }
+
+    /// Trims the string's bytes in place and makes one String of what is left (no `JSON`
+    /// value, no second String); escapes and non-ASCII edges take ``Normalise/text(_:)``.
+    func text(at path: [String]) -> String? {
+        guard let found = node(at: path) else { return nil }
+        let n = nodes[found]
+        switch n.kind {
+        case .number:
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(n.start)..<Int(n.end)]), as: UTF8.self)
+        case .string:
+            var start = Int(n.start)
+            var end = Int(n.end)
+            while start < end, bytes[start] == 0x20 || (0x09...0x0D).contains(bytes[start]) { start += 1 }
+            while end > start, bytes[end - 1] == 0x20 || (0x09...0x0D).contains(bytes[end - 1]) { end -= 1 }
+            if start == end { return nil }
+            guard bytes[start] < 0x80, bytes[end - 1] < 0x80 else { return Normalise.text(json(at: found)) }  // maybe Unicode white space
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+        case .escapedString:
+            return Normalise.text(json(at: found))
+        case .null, .true, .false, .array, .object:
+            return nil
+        }
     }
 
     func document(at path: [String]) -> JSONTape.View? {

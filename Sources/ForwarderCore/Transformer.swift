@@ -349,7 +349,7 @@ public final class Transformer {
     private func resolveText<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> String? {
         let from = plan[field]
         for path in from.paths {
-            if let value = source.value(at: path), let text = Normalise.text(value) { return text }
+            if let text = source.text(at: path) { return text }
         }
         return from.constant.flatMap(Normalise.text)
     }
@@ -458,17 +458,17 @@ public final class Transformer {
             if plan.defaultItemFields {
                 // The spec's item paths, looked up directly (no path arrays walked).
                 let product = item.document(at: Self.productPath)
-                content.contentID = item.value(at: Self.idPath).flatMap(Normalise.text) ?? product?.value(at: Self.idPath).flatMap(Normalise.text)
-                content.contentName = product?.value(at: Self.namePath).flatMap(Normalise.text)
-                content.contentCategory = product?.value(at: Self.categoryPath).flatMap(Normalise.text)
-                content.brand = product?.value(at: Self.brandPath).flatMap(Normalise.text)
+                content.contentID = item.text(at: Self.idPath) ?? product?.text(at: Self.idPath)
+                content.contentName = product?.text(at: Self.namePath)
+                content.contentCategory = product?.text(at: Self.categoryPath)
+                content.brand = product?.text(at: Self.brandPath)
                 if let raw = item.value(at: Self.pricePath).flatMap(Normalise.presentValue) ?? product?.value(at: Self.pricePath).flatMap(Normalise.presentValue) {
                     if let price = Normalise.number(raw) { content.price = price } else { badPrices += 1 }
                 }
                 if let raw = item.value(at: Self.quantityPath).flatMap(Normalise.presentValue) {
                     if let quantity = Normalise.integer(raw) { content.quantity = quantity } else { badQuantities += 1 }
                 }
-                if let type = item.value(at: Self.contentTypePath).flatMap(Normalise.text) {
+                if let type = item.text(at: Self.contentTypePath) {
                     if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
                 }
                 guard content != TikTokEvent.Content() else { continue }

@@ -113,22 +113,25 @@ public final class BatchDeliverer {
 
         /// Appends the event, unless the body would outgrow `maxBytes` (a first event always fits).
         mutating func append(_ event: TikTokEvent, maxBytes: Int, row: ClaimedRow) -> Bool {
-            let mark = body.bytes.count
+            let mark = body.count
             if !items.isEmpty { body.raw(UInt8(ascii: ",")) }
-            let start = body.bytes.count
+            let start = body.count
             event.encode(into: &body)
-            if !items.isEmpty, body.bytes.count + 2 > maxBytes {
-                body.bytes.removeSubrange(mark...)
+            if !items.isEmpty, body.count + 2 > maxBytes {
+                body.truncate(to: mark)
                 return false
             }
-            items.append((row, start..<body.bytes.count))
+            items.append((row, start..<body.count))
             return true
         }
     }
 
     /// The current request group's body, written once: head, every event, tail. The first
     /// request sends it as is; smaller requests (isolation) are cut from its event ranges.
-    private var batch: [UInt8] = []
+    private var batch = JSONWriter(capacity: 0)
+    /// The last request group's buffer, written over by the next batch: a fresh ~1.5 MB
+    /// allocation per batch cost page faults on every batch.
+    private var reusable: JSONWriter?
     /// The destination (lane index) and event source of the requests being sent.
     private var lane = 0
     private var source = EventSource.web
@@ -191,7 +194,15 @@ public final class BatchDeliverer {
                     continue
                 }
                 if groups[event.source] == nil {
-                    var body = JSONWriter(capacity: order.isEmpty ? capacity : 4_096)
+                    var body: JSONWriter
+                    if order.isEmpty, let kept = reusable {
+                        reusable = nil
+                        body = kept
+                        body.truncate(to: 0)
+                        body.reserveCapacity(capacity)
+                    } else {
+                        body = JSONWriter(capacity: order.isEmpty ? capacity : 4_096)
+                    }
                     TrackRequest.writeHead(source: event.source, sourceID: sourceID, testEventCode: target.testEventCode,
                                            partnerName: target.partnerName, into: &body)
                     groups[event.source] = Group(body: body)
@@ -226,9 +237,9 @@ public final class BatchDeliverer {
             }
             TrackRequest.writeTail(into: &group.body)
             source = eventSource
-            batch = group.body.bytes
+            batch = group.body
             group.body = JSONWriter(capacity: 0)
-            defer { batch = [] }
+            defer { reusable = batch; batch = JSONWriter(capacity: 0) }
             try send(group.items, sendDeadline: sendDeadline, wholeBatch: true)
         }
         return claimed
@@ -246,13 +257,15 @@ public final class BatchDeliverer {
             control.record(released: items.count, now: startedAt)
             return 0
         }
-        let body = wholeBatch ? batch
-            : TrackRequest.body(source: source, sourceID: target.sourceIDs[source] ?? "", testEventCode: target.testEventCode,
-                                partnerName: target.partnerName, events: items.map { batch[$0.event] })
         let started = ContinuousClock.now
         metrics.requestStarted()
         let accessToken = lanes[lane].token()
-        let result = transport.post(body: body, accessToken: accessToken)
+        let (result, bodyBytes) = batch.withBytes { batch in
+            if wholeBatch { return (transport.post(body: batch, accessToken: accessToken), batch.count) }
+            let body = TrackRequest.body(source: source, sourceID: target.sourceIDs[source] ?? "", testEventCode: target.testEventCode,
+                                         partnerName: target.partnerName, events: items.map { batch[$0.event] })
+            return (transport.post(body: body, accessToken: accessToken), body.count)
+        }
         metrics.requestFinished()
         let elapsed = ContinuousClock.now - started
         let now = clock.nowMillis()
@@ -260,14 +273,14 @@ public final class BatchDeliverer {
         let outcome = classified.redacting(accessToken)  // a peer may echo the token back
         metrics.request(outcome: Self.name(outcome), code: code, events: items.count, destination: target.name,
                         nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-        logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(body.count)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
+        logger.debug("request", metadata: ["events": "\(items.count)", "bytes": "\(bodyBytes)", "ms": "\(now - startedAt)", "outcome": "\(Self.name(outcome))"])
 
         switch outcome {
         case .delivered:
             let record = AttemptRecord(httpStatus: status, tiktokCode: code)
             try settle(items.map { item in
                 var kept = record
-                if settings.keepSent { kept.sentEvent = String(decoding: batch[item.event], as: UTF8.self) }
+                if settings.keepSent { kept.sentEvent = batch.withBytes { String(decoding: $0[item.event], as: UTF8.self) } }
                 return .delivered(id: item.row.id, kept)
             }, now: now)
             control.record(requests: 1, delivered: items.count, now: now)

@@ -107,7 +107,7 @@ public final class CurlTransport: EventTransport {
         try check(ccurl_setopt_ptr(handle, CURLOPT_HEADERDATA, context))
     }
 
-    public func post(body: [UInt8], accessToken: String) -> Result<HTTPResponse, TransportFailure> {
+    public func post(body: UnsafeBufferPointer<UInt8>, accessToken: String) -> Result<HTTPResponse, TransportFailure> {
         sink.body.removeAll(keepingCapacity: sink.body.capacity <= 64 * 1024)
         sink.headers.removeAll(keepingCapacity: true)
         sink.tooLarge = false
@@ -117,13 +117,12 @@ public final class CurlTransport: EventTransport {
         headers = curl_slist_append(headers, "Access-Token: " + accessToken)
         headers = curl_slist_append(headers, "Expect:")  // no 100-continue wait on large bodies
         defer { curl_slist_free_all(headers) }
-        let code: CURLcode = body.withUnsafeBytes { raw in
-            // CURLOPT_POSTFIELDS does not copy: the body must outlive curl_easy_perform, which it does here.
-            _ = ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
-            _ = ccurl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(raw.count))
-            _ = ccurl_setopt_ptr(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
-            return curl_easy_perform(handle)
-        }
+        // CURLOPT_POSTFIELDS does not copy: the body must outlive curl_easy_perform, which it does here.
+        let raw = UnsafeRawBufferPointer(body)
+        _ = ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headers)
+        _ = ccurl_setopt_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(raw.count))
+        _ = ccurl_setopt_ptr(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+        let code = curl_easy_perform(handle)
         _ = ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, nil)
         _ = ccurl_setopt_ptr(handle, CURLOPT_POSTFIELDS, nil)
 

@@ -92,9 +92,9 @@ struct Transform: ParsableCommand {
                 out.raw(",\"warnings\":[]")
             }
             out.raw("}\n")
-            if out.bytes.count > 1 << 16 {
+            if out.count > 1 << 16 {
                 FileHandle.standardOutput.write(Data(out.bytes))
-                out.bytes.removeAll(keepingCapacity: true)
+                out.truncate(to: 0)
             }
         }
         FileHandle.standardOutput.write(Data(out.bytes))

@@ -42,6 +42,36 @@ struct JSONTests {
         #expect(try JSONParser.parse(text) == value)
     }
 
+    @Test("escapes at every offset of long strings: the eight-bytes-at-a-time scan hands each one to the exact loop")
+    func escapesAtEveryOffset() throws {
+        var generator = SystemRandomNumberGenerator()
+        let specials: [Character] = ["\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "€", "😀", "\u{7f}", " "]
+        for length in [0, 1, 7, 8, 9, 15, 16, 17, 31, 64] {
+            for offset in 0...length {
+                for special in specials {
+                    var text = String(repeating: "a", count: length)
+                    text.insert(special, at: text.index(text.startIndex, offsetBy: offset))
+                    if Bool.random(using: &generator) { text += "\u{2}" }
+                    var w = JSONWriter(capacity: 0)  // grows on the way, too
+                    w.string(text)
+                    let written = String(decoding: w.bytes, as: UTF8.self)
+                    #expect(try JSONParser.parse(written) == .string(text), "\(length) \(offset)")
+                    #expect(!written.utf8.dropFirst().dropLast().contains(where: { $0 < 0x20 }), "no raw control byte")
+                    // The transform's own parser (the tape, which scans the same way) reads what
+                    // the tree parser reads.
+                    let document = JSONWriter.encode(.object(JSONObject(keys: ["event_name", "url", "id"],
+                                                                         values: [.string("purchase"), .string("https://shop.example/" + text), .string(text)])))
+                    let transformer = Transformer()
+                    let tape = transformer.transform(payload: document, eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+                    let tree = transformer.transform(source: try JSONParser.parse(document), eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
+                    #expect(tape == tree, "\(length) \(offset)")
+                    guard case .event(let event, _) = tape else { Issue.record("not sent: \(tape)"); continue }
+                    #expect(event.properties.orderID == (text.trimmingWhitespace().isEmpty ? nil : text.trimmingWhitespace()))
+                }
+            }
+        }
+    }
+
     @Test("numbers print as integers when integral, shortest form otherwise")
     func numberFormatting() {
         var w = JSONWriter()

@@ -15,7 +15,7 @@ final class ScriptedTransport: EventTransport {
 
     init(answer: @escaping ([String]) -> Result<HTTPResponse, TransportFailure>) { self.answer = answer }
 
-    func post(body: [UInt8], accessToken: String) -> Result<HTTPResponse, TransportFailure> {
+    func post(body: UnsafeBufferPointer<UInt8>, accessToken: String) -> Result<HTTPResponse, TransportFailure> {
         var ids: [String] = []
         let request = try? JSONParser.parse(body)
         if case .array(let events)? = request?["data"] { ids = events.compactMap { $0["event_id"]?.stringValue } }
