@@ -67,6 +67,11 @@ struct OutputSafetyTests {
         #"{"event_name":"search","event_name":"purchase","page":{"location":[{"href":"x"}]},"url":"https://s.example/"}"#,
         #"{"event_name":"purchase","url":"https://s.example/","context":{"event_timestamp":1.7950E12,"device":{"cookie":"_ttp=a%20b; ttclid=z"}}}"#,
         #"  {"event_name" : "purchase" , "url" : "https://s.example/" , "value" : -0.5e1 }  "#,
+        // An escaped member name, an empty one, and names that share length, first and last
+        // byte but differ inside.
+        #"{"\u0065vent_name":"purchase","url":"https://s.example/","user":{"email":"a@b.example"}}"#,
+        #"{"":1,"event_name":"purchase","url":"https://s.example/","properties":{"":{"id":"x"},"id":"O-1"}}"#,
+        #"{"event_name":"purchase","uxxr":{"email":"x@y.example"},"url":"https://s.example/","usxr":1,"user":{"email":"a@b.example"}}"#,
         #"["event_name"]"#, #""purchase""#, #"{"event_name":"purchase","#, #"{"event_name":"purchase"}x"#, "",
     ])
     func tapeMatchesTree(payload: String) throws {
