@@ -444,11 +444,10 @@ enum JSONBytes {
 /// Appends compact JSON to a byte buffer. The caller writes structure (`{`, `,`, keys);
 /// this type gets escaping and number formatting right.
 ///
-/// The buffer is written through a pointer held in the writer itself (an `Array` append
-/// checks uniqueness and capacity on every byte, and a class-held buffer costs a retain per
-/// call: together most of the time spent encoding an event). So a writer is used `inout`,
-/// never copied: a copy would share the buffer and its bytes go stale when either grows.
-/// Take ``bytes`` (a copy) or ``withBytes(_:)`` to read what was written.
+/// The buffer is written through a pointer held in the writer itself (`Array.append` cost
+/// most of the time spent encoding an event, and a class-held buffer a retain per call). It
+/// is still a value: a copy shares the buffer until one of them writes, which then writes
+/// into a buffer of its own (the uniqueness check is one compare per write, not per byte).
 public struct JSONWriter {
     /// Owns the allocation: frees it when the last writer goes.
     private final class Allocation {
@@ -457,7 +456,7 @@ public struct JSONWriter {
         deinit { base.deallocate() }
     }
 
-    private let allocation: Allocation
+    private var allocation: Allocation
     private var base: UnsafeMutablePointer<UInt8>
     /// How many bytes have been written.
     public private(set) var count = 0
@@ -472,20 +471,25 @@ public struct JSONWriter {
     /// Room for `extra` more bytes.
     @inline(__always)
     private mutating func reserve(_ extra: Int) {
-        if capacity &- count < extra { grow(extra) }
+        if capacity &- count < extra || !isKnownUniquelyReferenced(&allocation) { grow(extra) }
     }
 
+    /// Room for `extra` more bytes in a buffer of this writer's own.
     @inline(never)
     private mutating func grow(_ extra: Int) {
-        resize(to: max(capacity.multipliedReportingOverflow(by: 2).partialValue, count + extra))
+        resize(to: capacity &- count >= extra ? capacity : max(capacity.multipliedReportingOverflow(by: 2).partialValue, count + extra))
     }
 
     private mutating func resize(to wanted: Int) {
         let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: wanted)
         larger.initialize(from: base, count: count)
-        base.deallocate()
+        if isKnownUniquelyReferenced(&allocation) {
+            allocation.base.deallocate()
+            allocation.base = larger
+        } else {
+            allocation = Allocation(larger)  // a copy keeps the old buffer
+        }
         base = larger
-        allocation.base = larger
         capacity = wanted
     }
 
@@ -507,7 +511,7 @@ public struct JSONWriter {
 
     /// Room for `capacity` bytes in all, without growing on the way.
     public mutating func reserveCapacity(_ capacity: Int) {
-        if capacity > self.capacity { resize(to: capacity) }
+        if capacity > self.capacity || !isKnownUniquelyReferenced(&allocation) { resize(to: max(capacity, self.capacity)) }
     }
 
     /// Forgets everything after the first `count` bytes (an event that did not fit).

@@ -175,7 +175,9 @@ public final class Daemon {
                     logger.error("a delivery worker has made no progress; withholding the watchdog keep-alive")
                 }
             }
-            if now >= next.identity, stopDeadline == nil, !database.isPostgres {
+            // Checked at once when a worker has failed, too: a worker that opens or writes the
+            // file after it was replaced fails first, and the replacement is the cause to report.
+            if now >= next.identity || workers.anyFailed, stopDeadline == nil, !database.isPostgres {
                 next.identity = now + 1_000
                 let identity = DatabaseFile.identity(configuration.databasePath)
                 if identity != databaseIdentity {

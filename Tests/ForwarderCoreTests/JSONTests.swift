@@ -72,6 +72,27 @@ struct JSONTests {
         }
     }
 
+    @Test("a copied writer is a value: writing or growing one leaves the other as it was")
+    func writerCopies() {
+        var a = JSONWriter(capacity: 0)
+        a.string("first")
+        var b = a
+        b.raw(UInt8(ascii: ","))
+        b.string(String(repeating: "x", count: 10_000))  // grows b
+        a.raw(UInt8(ascii: ";"))
+        #expect(String(decoding: a.bytes, as: UTF8.self) == #""first";"#)
+        #expect(b.count == 7 + 1 + 10_002)
+        #expect(String(decoding: b.bytes.prefix(8), as: UTF8.self) == #""first","#)
+        var c = b
+        c.truncate(to: 0)
+        c.reserveCapacity(64)
+        c.raw("{}")
+        #expect(String(decoding: c.bytes, as: UTF8.self) == "{}")
+        #expect(b.count == 7 + 1 + 10_002, "truncating and writing a copy leaves the original")
+        #expect(b.withBytes { $0[8] } == UInt8(ascii: "\""))
+        #expect(String(decoding: b.bytes.prefix(2), as: UTF8.self) == #""f"#, "the copy wrote into a buffer of its own")
+    }
+
     @Test("numbers print as integers when integral, shortest form otherwise")
     func numberFormatting() {
         var w = JSONWriter()

@@ -176,7 +176,8 @@ struct HostileInputDaemonTests {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: rig.db + suffix) }
         _ = try SQLiteOutboxStore(path: rig.db)
         #expect(daemon.wait(timeout: 15) == 1)
-        #expect(daemon.stderr.contains("the database file was replaced while running") || daemon.stderr.contains("the database file was removed while running"))
+        #expect(daemon.stderr.contains("the database file was replaced while running") || daemon.stderr.contains("the database file was removed while running"),
+                "\(daemon.stderr)")
     }
 
     @Test("a TLS certificate that does not verify pauses delivery: no attempt consumed, nothing dead, status says why")
