@@ -4,6 +4,10 @@ import json, os, platform, re, subprocess, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# BENCH_DYNAMIC=1: measure the toolchain-linked release build instead of the shipped one.
+DYNAMIC = os.environ.get("BENCH_DYNAMIC") == "1"
+
+
 def release_binary():
     """Builds the binary the Debian package ships (release, Swift's standard library and
     Foundation linked in statically, in .build-static as scripts/package-deb builds it;
@@ -11,7 +15,7 @@ def release_binary():
     build instead (what scripts/install.sh installs from source): the same code, with ~5-6 MB
     more resident (the shared Swift and Foundation libraries' pages) and ~5 % more CPU per
     event in a drain (measured 2026-12-02, 3 interleaved runs each)."""
-    if os.environ.get("BENCH_DYNAMIC") == "1":
+    if DYNAMIC:
         flags = ["-c", "release"]
     else:
         # Its own build folder: static and ordinary link flags mixed in one folder break each other.
@@ -24,7 +28,7 @@ def release_binary():
 
 def build_kind():
     """How release_binary() was built, for the tables."""
-    return "toolchain-linked release build" if os.environ.get("BENCH_DYNAMIC") == "1" else \
+    return "toolchain-linked release build" if DYNAMIC else \
         "release build as the Debian package ships it (static Swift runtime)"
 
 

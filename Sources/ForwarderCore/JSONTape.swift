@@ -64,13 +64,10 @@ extension JSONTape.View: PathReadable {
         case .number:
             return String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(n.start)..<Int(n.end)]), as: UTF8.self)
         case .string:
-            var start = Int(n.start)
-            var end = Int(n.end)
-            while start < end, bytes[start] == 0x20 || (0x09...0x0D).contains(bytes[start]) { start += 1 }
-            while end > start, bytes[end - 1] == 0x20 || (0x09...0x0D).contains(bytes[end - 1]) { end -= 1 }
-            if start == end { return nil }
-            guard bytes[start] < 0x80, bytes[end - 1] < 0x80 else { return Normalise.text(json(at: found)) }  // maybe Unicode white space
-            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+            guard let range = Bytes.trimmingASCIIWhitespace(bytes, Int(n.start)..<Int(n.end)) else {
+                return Normalise.text(json(at: found))  // maybe Unicode white space
+            }
+            return range.isEmpty ? nil : String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
         case .escapedString:
             return Normalise.text(json(at: found))
         case .null, .true, .false, .array, .object:

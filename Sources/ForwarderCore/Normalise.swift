@@ -350,6 +350,19 @@ enum URLQuery {
 /// `name=value` lists (cookie headers, query strings) scanned as bytes: the hot path reads
 /// one per event, and Character-level splitting cost more than the rest of the transform.
 enum Bytes {
+    /// `range` of `bytes` without leading and trailing ASCII white space (tab, LF, VT, FF,
+    /// CR, space); nil when what is left starts or ends with a non-ASCII byte, which may be
+    /// Unicode white space (the caller decides with Unicode's rules).
+    static func trimmingASCIIWhitespace(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int>? {
+        var start = range.lowerBound
+        var end = range.upperBound
+        while start < end, bytes[start] == 0x20 || (0x09...0x0D).contains(bytes[start]) { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || (0x09...0x0D).contains(bytes[end - 1]) { end -= 1 }
+        if start == end { return start..<end }
+        guard bytes[start] < 0x80, bytes[end - 1] < 0x80 else { return nil }
+        return start..<end
+    }
+
     static func pairValue(named name: String, in text: String, separator: UInt8, end: UInt8?) -> String? {
         var text = text
         return text.withUTF8 { pairValue(named: name, in: $0, separator: separator, end: end) }

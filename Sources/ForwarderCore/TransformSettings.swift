@@ -407,14 +407,10 @@ extension String {
     public func trimmingWhitespace() -> String {
         var copy = self
         let trimmed: String?? = copy.withUTF8 { b in
-            var start = 0
-            var end = b.count
-            while start < end, b[start] == 0x20 || (0x09...0x0D).contains(b[start]) { start += 1 }
-            while end > start, b[end - 1] == 0x20 || (0x09...0x0D).contains(b[end - 1]) { end -= 1 }
-            if start == end { return .some("") }
-            guard b[start] < 0x80, b[end - 1] < 0x80 else { return .none }  // maybe Unicode white space
-            if start == 0, end == b.count { return .some(nil) }            // unchanged
-            return .some(String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self))
+            guard let range = Bytes.trimmingASCIIWhitespace(b, 0..<b.count) else { return .none }  // maybe Unicode white space
+            if range.isEmpty { return .some("") }
+            if range == 0..<b.count { return .some(nil) }  // unchanged
+            return .some(String(decoding: UnsafeBufferPointer(rebasing: b[range]), as: UTF8.self))
         }
         switch trimmed {
         case .some(.some(let result)): return result

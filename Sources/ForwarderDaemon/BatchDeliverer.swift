@@ -128,10 +128,9 @@ public final class BatchDeliverer {
 
     /// The current request group's body, written once: head, every event, tail. The first
     /// request sends it as is; smaller requests (isolation) are cut from its event ranges.
+    /// Its buffer is written over by the next batch's first group: a fresh ~1.5 MB allocation
+    /// per batch cost page faults on every batch.
     private var batch = JSONWriter(capacity: 0)
-    /// The last request group's buffer, written over by the next batch: a fresh ~1.5 MB
-    /// allocation per batch cost page faults on every batch.
-    private var reusable: JSONWriter?
     /// The destination (lane index) and event source of the requests being sent.
     private var lane = 0
     private var source = EventSource.web
@@ -194,14 +193,11 @@ public final class BatchDeliverer {
                     continue
                 }
                 if groups[event.source] == nil {
-                    var body: JSONWriter
-                    if order.isEmpty, let kept = reusable {
-                        reusable = nil
-                        body = kept
+                    var body = JSONWriter(capacity: order.isEmpty ? 0 : 4_096)
+                    if order.isEmpty {
+                        swap(&body, &batch)  // the only reference: written over in place
                         body.truncate(to: 0)
                         body.reserveCapacity(capacity)
-                    } else {
-                        body = JSONWriter(capacity: order.isEmpty ? capacity : 4_096)
                     }
                     TrackRequest.writeHead(source: event.source, sourceID: sourceID, testEventCode: target.testEventCode,
                                            partnerName: target.partnerName, into: &body)
@@ -237,9 +233,7 @@ public final class BatchDeliverer {
             }
             TrackRequest.writeTail(into: &group.body)
             source = eventSource
-            batch = group.body
-            group.body = JSONWriter(capacity: 0)
-            defer { reusable = batch; batch = JSONWriter(capacity: 0) }
+            swap(&batch, &group.body)
             try send(group.items, sendDeadline: sendDeadline, wholeBatch: true)
         }
         return claimed

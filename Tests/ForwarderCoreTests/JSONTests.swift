@@ -44,14 +44,13 @@ struct JSONTests {
 
     @Test("escapes at every offset of long strings: the eight-bytes-at-a-time scan hands each one to the exact loop")
     func escapesAtEveryOffset() throws {
-        var generator = SystemRandomNumberGenerator()
         let specials: [Character] = ["\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "€", "😀", "\u{7f}", " "]
         for length in [0, 1, 7, 8, 9, 15, 16, 17, 31, 64] {
             for offset in 0...length {
                 for special in specials {
                     var text = String(repeating: "a", count: length)
                     text.insert(special, at: text.index(text.startIndex, offsetBy: offset))
-                    if Bool.random(using: &generator) { text += "\u{2}" }
+                    if offset % 2 == 1 { text += "\u{2}" }  // a second escape, after a plain run
                     var w = JSONWriter(capacity: 0)  // grows on the way, too
                     w.string(text)
                     let written = String(decoding: w.bytes, as: UTF8.self)
