@@ -419,25 +419,38 @@ public struct JSONParser {
 /// Byte scanning shared by the parser and the writer.
 enum JSONBytes {
     /// The first offset at or after `start` that may hold a byte a JSON string cannot carry
-    /// as it is (`"`, `\\`, a control character), looking eight bytes at a time: where every
-    /// byte is plain, the string's bytes go through unchanged. At most 7 bytes before the
-    /// returned offset are left to the caller's byte-by-byte loop, which decides exactly.
+    /// as it is (`"`, `\\`, a control character), or `buffer.count`, looking eight bytes at a
+    /// time: where every byte is plain, the string's bytes go through unchanged. Inside the
+    /// buffer the answer is exact; in its last word (read overlapping, from `count - 8`) a byte
+    /// just after a special one before `start` can be flagged too, so callers confirm the byte
+    /// they are pointed at (their byte-by-byte loop decides).
     @inline(__always)
     static func plainRunEnd(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
         guard let base = buffer.baseAddress else { return start }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
         var i = start
         while i &+ 8 <= buffer.count {
-            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            // Exact "some byte is zero" / "some byte is below 0x20" tests (bytes ≥ 0x80 never match).
-            let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)
-            if special & high != 0 { break }
+            let special = specialBytes(at: base + i)
+            // Little-endian word: the lowest flagged byte is the first special one (the
+            // zero-byte tests can only flag bytes above a true match, never below it).
+            if special != 0 { return i &+ special.trailingZeroBitCount &>> 3 }
             i &+= 8
         }
-        return i
+        guard i < buffer.count, buffer.count >= 8 else { return i }
+        let tail = buffer.count &- 8
+        let special = specialBytes(at: base + tail) &>> (UInt64(i &- tail) &* 8)
+        return special == 0 ? buffer.count : i &+ special.trailingZeroBitCount &>> 3
+    }
+
+    /// The high bit of each byte of the 8 at `pointer` that is `"`, `\\` or below 0x20, in
+    /// little-endian order (bytes ≥ 0x80 never match).
+    @inline(__always)
+    private static func specialBytes(at pointer: UnsafePointer<UInt8>) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let word = UInt64(littleEndian: UnsafeRawPointer(pointer).loadUnaligned(as: UInt64.self))
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        return (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)) & high
     }
 }
 
@@ -539,9 +552,25 @@ public struct JSONWriter {
 
     /// Writes `"key":`.
     public mutating func key(_ key: StaticString) {
-        raw(UInt8(ascii: "\""))
-        key.withUTF8Buffer { append($0) }
-        raw("\":")
+        member(key, after: "")
+    }
+
+    /// Writes `prefix"key":` (`prefix`: a `,`, or an object's opening) with one reservation:
+    /// an event writes some forty member names.
+    public mutating func member(_ key: StaticString, after prefix: StaticString) {
+        // withUTF8Buffer, not utf8Start: a one-character literal may be held as a scalar.
+        prefix.withUTF8Buffer { prefix in
+            key.withUTF8Buffer { key in
+                reserve(prefix.count &+ key.count &+ 3)
+                copyReserved(prefix, 0, prefix.count)
+                base[count] = UInt8(ascii: "\"")
+                count &+= 1
+                copyReserved(key, 0, key.count)
+                base[count] = UInt8(ascii: "\"")
+                base[count &+ 1] = UInt8(ascii: ":")
+                count &+= 2
+            }
+        }
     }
 
     public mutating func string(_ value: String) {
@@ -550,6 +579,9 @@ public struct JSONWriter {
     }
 
     /// A string from its UTF-8 bytes (valid UTF-8), escaped as JSON needs.
+    ///
+    /// One reservation covers the quotes and every byte unescaped; each escape reserves
+    /// again for itself and the rest (so runs are copied without a check each).
     public mutating func string(utf8: UnsafeBufferPointer<UInt8>) {
         reserve(utf8.count &+ 2)
         base[count] = UInt8(ascii: "\"")
@@ -559,8 +591,8 @@ public struct JSONWriter {
         while i < utf8.count {
             let byte = utf8[i]
             if byte >= 0x20, byte != 0x22, byte != 0x5C { i &+= 1; continue }
-            append(UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-            reserve(6)
+            copyReserved(utf8, runStart, i)
+            reserve(6 &+ (utf8.count &- i))  // this escape, the rest of the string and the closing quote
             let out = base + count
             out[0] = 0x5C
             switch byte {
@@ -579,8 +611,17 @@ public struct JSONWriter {
             runStart = i
             i = JSONBytes.plainRunEnd(utf8, from: i)
         }
-        append(UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
-        raw(UInt8(ascii: "\""))
+        copyReserved(utf8, runStart, utf8.count)
+        base[count] = UInt8(ascii: "\"")
+        count &+= 1
+    }
+
+    /// Copies `bytes[from ..< to]` into room already reserved.
+    @inline(__always)
+    private mutating func copyReserved(_ bytes: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) {
+        guard to > from, let source = bytes.baseAddress else { return }
+        (base + count).update(from: source + from, count: to &- from)
+        count &+= to &- from
     }
 
     public mutating func integer(_ value: Int64) {

@@ -20,6 +20,9 @@ public struct JSONTape {
         let nodes: UnsafeBufferPointer<Node>
         /// The node this view stands for.
         let index: Int
+        /// For the document's own view: the nodes ``PathIndex/locate(_:into:)`` found, by
+        /// slot. Views inside the document have none (their paths are walked).
+        var located: UnsafeBufferPointer<Int32>? = nil
     }
 }
 
@@ -27,12 +30,15 @@ public struct JSONTape {
 /// `JSON` only once found. `JSON` itself is one (the `transform` command, tests); the
 /// daemon's hot path reads a ``JSONTape/View``.
 protocol PathReadable {
-    /// The value at `path` (keys; digits index arrays), or nil.
-    func value(at path: [String]) -> JSON?
-    /// ``Normalise/text(_:)`` of the value at `path`: trimmed text of a string or a number.
-    func text(at path: [String]) -> String?
-    /// The same, not materialised: to read inside it (the items of an event).
+    /// The value at `path` (keys; digits index arrays), not materialised, or nil.
     func document(at path: [String]) -> Self?
+    /// The same, read from the located paths when this is a document's view with them and
+    /// `slot` is `path`'s slot in the ``PathIndex`` that located them (-1: walk `path`).
+    func document(at path: [String], slot: Int32) -> Self?
+    /// This value, materialised.
+    var json: JSON { get }
+    /// ``Normalise/text(_:)`` of this value: trimmed text of a string or a number.
+    var text: String? { get }
     /// An array's elements, or nil for anything else.
     var arrayElements: [Self]? { get }
     var isObject: Bool { get }
@@ -40,10 +46,19 @@ protocol PathReadable {
     var isPresent: Bool { get }
 }
 
+extension PathReadable {
+    /// The value at `path`, materialised.
+    func value(at path: [String]) -> JSON? { document(at: path)?.json }
+    /// ``Normalise/text(_:)`` of the value at `path`.
+    func text(at path: [String]) -> String? { document(at: path)?.text }
+}
+
 extension JSON: PathReadable {
     var isObject: Bool { if case .object = self { return true } else { return false } }
     func document(at path: [String]) -> JSON? { value(at: path) }
-    func text(at path: [String]) -> String? { value(at: path).flatMap(Normalise.text) }
+    func document(at path: [String], slot: Int32) -> JSON? { value(at: path) }
+    var json: JSON { self }
+    var text: String? { Normalise.text(self) }
     var arrayElements: [JSON]? { if case .array(let elements) = self { return elements } else { return nil } }
     var isPresent: Bool { Normalise.isPresent(self) }
 }
@@ -51,14 +66,12 @@ extension JSON: PathReadable {
 extension JSONTape.View: PathReadable {
     var isObject: Bool { nodes[index].kind == .object }
 
-    func value(at path: [String]) -> JSON? {
-        node(at: path).map(json(at:))
-    }
+    var json: JSON { json(at: index) }
 
     /// Trims the string's bytes in place and makes one String of what is left (no `JSON`
     /// value, no second String); escapes and non-ASCII edges take ``Normalise/text(_:)``.
-    func text(at path: [String]) -> String? {
-        guard let found = node(at: path) else { return nil }
+    var text: String? {
+        let found = index
         let n = nodes[found]
         switch n.kind {
         case .number:
@@ -77,6 +90,12 @@ extension JSONTape.View: PathReadable {
 
     func document(at path: [String]) -> JSONTape.View? {
         node(at: path).map { JSONTape.View(bytes: bytes, nodes: nodes, index: $0) }
+    }
+
+    func document(at path: [String], slot: Int32) -> JSONTape.View? {
+        guard let located, slot >= 0 else { return document(at: path) }
+        let found = located[Int(slot)]
+        return found < 0 ? nil : JSONTape.View(bytes: bytes, nodes: nodes, index: Int(found))
     }
 
     var arrayElements: [JSONTape.View]? {

@@ -47,10 +47,47 @@ public enum Normalise {
         case .string(let s): text = s.trimmingWhitespace()
         default: return nil
         }
+        if let exact = plainDecimal(text) { return exact }
         guard !text.isEmpty, text.utf8.allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
                 || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }),
               let number = Double(text), number.isFinite else { return nil }
         return number
+    }
+
+    /// Powers of ten a Double holds exactly.
+    private static let exactPowersOfTen: [Double] = (0...22).map { Double("1e\($0)")! }
+
+    /// `-?digits(.digits)?` with at most 15 digits in all, without `strtod`: the digits as an
+    /// integer (exact below 2^53) divided by an exact power of ten is the correctly rounded
+    /// value (one IEEE division of exact operands; Clinger's fast path), so it equals
+    /// `Double(text)`. Anything else (exponents, more digits, `+`) is nil: the caller parses it.
+    static func plainDecimal(_ text: String) -> Double? {
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var fraction = -1
+        var negative = false
+        var index = 0
+        for byte in text.utf8 {
+            defer { index &+= 1 }
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                digits &+= 1
+                guard digits <= 15 else { return nil }
+                mantissa = mantissa &* 10 &+ UInt64(byte &- UInt8(ascii: "0"))
+                if fraction >= 0 { fraction &+= 1 }
+            case UInt8(ascii: "."):
+                guard fraction < 0, digits > 0 else { return nil }
+                fraction = 0
+            case UInt8(ascii: "-"):
+                guard index == 0 else { return nil }
+                negative = true
+            default:
+                return nil
+            }
+        }
+        guard digits > 0, fraction != 0 else { return nil }  // "", "-", "1."
+        let magnitude = Double(mantissa) / exactPowersOfTen[max(fraction, 0)]
+        return negative ? -magnitude : magnitude
     }
 
     /// A whole number, from a number or a string (`2`, `2.0`, `"2"`).
@@ -106,7 +143,7 @@ public enum Normalise {
 
     /// Trimmed (by the caller) and lowercased; `nil` for something that is not an address.
     public static func email(_ text: String) -> String? {
-        guard text.contains("@") else { return nil }
+        guard text.utf8.contains(UInt8(ascii: "@")) else { return nil }  // bytes: Character search cost ~3k instructions
         return text.lowercased()
     }
 
@@ -136,7 +173,7 @@ public enum Normalise {
                 // `+33 (0)6 12 34 56 78`, `0033 (0)6…`: the national trunk 0 written beside the
                 // country code is not dialled from abroad; keeping it would hash a wrong number.
                 i += 2
-            case ".", "(", ")", "/", "[", "]":
+            case ".", "(", ")", "/", "[", "]", " ", "-":
                 continue
             default:
                 // Any white space (no-break, thin, ideographic…) and any dash (hyphen, en and em
@@ -309,17 +346,23 @@ public enum EventTime {
 
 /// Cookies from a raw `Cookie` header string or a `cookies` object.
 enum Cookies {
-    private static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
-    private static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
+    static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
+    static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
 
     /// An event's cookies, read once for several lookups (`_ttp`, then `ttclid`).
     struct Jar {
         private let objects: [JSON]
         private let headers: [String]
 
-        init<S: PathReadable>(_ source: S) {
-            objects = objectPaths.compactMap { source.value(at: $0) }
-            headers = headerPaths.compactMap { source.value(at: $0)?.stringValue }
+        /// `objectSlots` and `headerSlots`: the paths' slots where `source` has located paths
+        /// (see ``PathReadable/document(at:slot:)``), in the order of the paths.
+        init<S: PathReadable>(_ source: S, objectSlots: [Int32] = [], headerSlots: [Int32] = []) {
+            objects = objectPaths.indices.compactMap {
+                source.document(at: objectPaths[$0], slot: $0 < objectSlots.count ? objectSlots[$0] : -1)?.json
+            }
+            headers = headerPaths.indices.compactMap {
+                source.document(at: headerPaths[$0], slot: $0 < headerSlots.count ? headerSlots[$0] : -1)?.json.stringValue
+            }
         }
 
         func value(named name: String) -> String? {
@@ -387,7 +430,7 @@ enum Bytes {
                 while i < n, buffer[i] != separator, buffer[i] != end { i += 1 }
                 var valueEnd = i
                 guard nameEnd - nameStart == key.count,
-                      memcmpEqual(buffer.baseAddress! + nameStart, key.baseAddress!, key.count) else { continue }
+                      equal(buffer.baseAddress! + nameStart, key.baseAddress!, count: key.count) else { continue }
                 while valueStart < valueEnd, buffer[valueStart] == 0x20 || buffer[valueStart] == 0x09 { valueStart += 1 }
                 while valueEnd > valueStart, buffer[valueEnd - 1] == 0x20 || buffer[valueEnd - 1] == 0x09 { valueEnd -= 1 }
                 guard valueEnd > valueStart else { continue }
@@ -398,8 +441,18 @@ enum Bytes {
         }
     }
 
-    private static func memcmpEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ count: Int) -> Bool {
-        for k in 0..<count where a[k] != b[k] { return false }
+    /// Whether `count` bytes at `a` and at `b` are the same, eight at a time.
+    @inline(__always)
+    static func equal(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, count: Int) -> Bool {
+        var k = 0
+        while k &+ 8 <= count {
+            if UnsafeRawPointer(a + k).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt64.self) { return false }
+            k &+= 8
+        }
+        while k < count {
+            if a[k] != b[k] { return false }
+            k &+= 1
+        }
         return true
     }
 }

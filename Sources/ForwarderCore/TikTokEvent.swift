@@ -90,6 +90,11 @@ public struct TikTokEvent: Sendable, Equatable {
             self.price = price
             self.quantity = quantity
         }
+
+        /// No field set: nothing to send for this item.
+        var isEmpty: Bool {
+            contentID == nil && contentName == nil && contentCategory == nil && brand == nil && price == nil && quantity == nil && contentType == nil
+        }
     }
 
     /// A configured extra key of `user` or `properties` (Commanders Act's Custom User / Event
@@ -243,11 +248,8 @@ private struct FieldList {
     }
 
     mutating func key(_ name: StaticString, _ w: inout JSONWriter) {
-        if count == 0 { w.raw(opening) } else { w.raw(UInt8(ascii: ",")) }
+        w.member(name, after: count == 0 ? opening : ",")
         count += 1
-        w.raw(UInt8(ascii: "\""))
-        w.raw(name)
-        w.raw("\":")
     }
 
     /// A configured key (validated at start: letters, digits, underscores).

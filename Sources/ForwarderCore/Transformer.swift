@@ -30,6 +30,11 @@ public final class Transformer {
         var advertisingIDFallback: Bool
         /// The item fields are the defaults: read them with direct lookups (the hot path).
         var defaultItemFields: Bool
+        /// Each field's paths' slots in the transformer's ``PathIndex``, by ordinal, in the
+        /// order of the paths (-1 for the item fields: their paths start at an item).
+        var slots: ContiguousArray<[Int32]> = []
+        /// The same for ``customFields``.
+        var customSlots: [[Int32]] = []
 
         init(sources: [TargetField: FieldSource], customFields: [CustomField], advertisingIDFallback: Bool) {
             self.sources = sources
@@ -52,6 +57,17 @@ public final class Transformer {
     /// Plans of the event names with per-event overrides (`transform.events.NAME.map`).
     private let eventPlans: [String: Plan]
 
+    /// Every path read from the top of an event (all plans' fields, and the fixed paths
+    /// below), located in one walk over each payload's tape.
+    private let index: PathIndex
+    /// What ``index`` located in the current payload, reused from event to event.
+    private var located: [Int32] = []
+    /// Slots of the fixed paths.
+    private let eventNameSlot: Int32, eventSourceSlot: Int32, contextAppSlot: Int32
+    private let cookieObjectSlots: [Int32], cookieHeaderSlots: [Int32]
+
+    private static let eventNamePath = ["event_name"], eventSourcePath = ["partners", "tiktok", "event_source"], contextAppPath = ["context", "app"]
+
     public init(settings: TransformSettings = TransformSettings()) {
         self.settings = settings
         let base = Plan(sources: Dictionary(uniqueKeysWithValues: TargetField.allCases.map { ($0, settings.source(for: $0)) }),
@@ -69,6 +85,19 @@ public final class Transformer {
             if override.mapping[.userIDFA] != nil || override.mapping[.userGAID] != nil { plan.advertisingIDFallback = false }
             return plan
         }
+        var builder = PathIndex.Builder()
+        for plan in [base] + eventPlans.values {
+            plan.slots = ContiguousArray(TargetField.allCases.map { field in
+                plan[field].paths.map { field.isItemField ? -1 : builder.slot(for: $0) }
+            })
+            plan.customSlots = plan.customFields.map { $0.source.paths.map { builder.slot(for: $0) } }
+        }
+        eventNameSlot = builder.slot(for: Self.eventNamePath)
+        eventSourceSlot = builder.slot(for: Self.eventSourcePath)
+        contextAppSlot = builder.slot(for: Self.contextAppPath)
+        cookieObjectSlots = Cookies.objectPaths.map { builder.slot(for: $0) }
+        cookieHeaderSlots = Cookies.headerPaths.map { builder.slot(for: $0) }
+        index = builder.build()
     }
 
     /// Transforms one outbox payload.
@@ -87,7 +116,13 @@ public final class Transformer {
                 return .rejected(reason: "payload is not JSON (\(error.description))")
             }
             return tapeNodes.withUnsafeBufferPointer { nodes in
-                transform(JSONTape.View(bytes: bytes, nodes: nodes, index: 0), eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
+                let document = JSONTape.View(bytes: bytes, nodes: nodes, index: 0)
+                index.locate(document, into: &located)
+                return located.withUnsafeBufferPointer { located in
+                    var view = document
+                    view.located = located
+                    return transform(view, eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
+                }
             }
         }
     }
@@ -105,11 +140,11 @@ public final class Transformer {
 
     private func eventSource<S: PathReadable>(in source: S) -> EventSource {
         if let fixed = settings.eventSource.fixed { return fixed }
-        if let named = source.value(at: ["partners", "tiktok", "event_source"]).flatMap(Normalise.text),
+        if let named = source.document(at: Self.eventSourcePath, slot: eventSourceSlot)?.text,
            let chosen = EventSource(rawValue: named.lowercased()) {
             return chosen
         }
-        if let app = source.value(at: ["context", "app"]), case .object = app, Normalise.isPresent(app) { return .app }
+        if let app = source.document(at: Self.contextAppPath, slot: contextAppSlot), app.isObject, app.isPresent { return .app }
         return .web
     }
 
@@ -119,13 +154,13 @@ public final class Transformer {
 
     private func transform<S: PathReadable>(_ source: S, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
         guard source.isObject else { return .rejected(reason: "payload is not a JSON object") }
-        guard let rawName = source.value(at: ["event_name"]) else { return .rejected(reason: "payload has no event_name") }
+        guard let rawName = source.document(at: Self.eventNamePath, slot: eventNameSlot)?.json else { return .rejected(reason: "payload has no event_name") }
         guard case .string(let nameText) = rawName else { return .rejected(reason: "event_name is not a string") }
         let sourceName = nameText.trimmingWhitespace()
         guard !sourceName.isEmpty else { return .rejected(reason: "event_name is empty") }
         let trimmedID = eventID.trimmingWhitespace()
         guard !trimmedID.isEmpty else { return .rejected(reason: "event_id is empty") }
-        let quotedName = "'\(String(sourceName.prefix(64)))'"
+        var quotedName: String { "'\(String(sourceName.prefix(64)))'" }  // for reasons only: made when one is
         if settings.eventNames[sourceName] == TransformSettings.doNotSend {
             return .skipped(reason: "event name \(quotedName) is mapped to nothing (transform.events: false)")
         }
@@ -168,21 +203,20 @@ public final class Transformer {
 
         if eventSource == .web {
             // page.url is required for web events; page, ttp and ttclid are web-only.
-            if let url = resolveText(.pageURL, in: source, plan) ?? settings.defaultPageURL {
-                event.page.url = url
-            } else {
+            guard let pageURL = resolveText(.pageURL, in: source, plan) ?? settings.defaultPageURL else {
                 return .rejected(reason: "no page URL (TikTok requires page.url for web events; set default_page_url)")
             }
+            event.page.url = pageURL
             event.page.referrer = resolveText(.pageReferrer, in: source, plan)
             var jar: Cookies.Jar?
             func cookie(_ name: String) -> String? {
-                if jar == nil { jar = Cookies.Jar(source) }
+                if jar == nil { jar = Cookies.Jar(source, objectSlots: cookieObjectSlots, headerSlots: cookieHeaderSlots) }
                 return jar!.value(named: name)
             }
             event.user.ttp = resolveText(.userTTP, in: source, plan) ?? cookie("_ttp")
             event.user.ttclid = resolveText(.userTTCLID, in: source, plan)
                 ?? cookie("ttclid")
-                ?? URLQuery.value(named: "ttclid", in: event.page.url)
+                ?? URLQuery.value(named: "ttclid", in: pageURL)  // not event.page.url: the closure would copy the event
         }
 
         // user: hashed matching keys.
@@ -220,7 +254,8 @@ public final class Transformer {
         // properties
         // The items are read in place (each item's fields looked up in the payload), unless
         // they come from a configured constant.
-        if let items = plan[.contents].paths.lazy.compactMap({ source.document(at: $0) }).first(where: \.isPresent) {
+        let itemSlots = plan.slots[TargetField.contents.ordinal]
+        if let items = plan[.contents].paths.indices.lazy.compactMap({ source.document(at: plan[.contents].paths[$0], slot: itemSlots[$0]) }).first(where: \.isPresent) {
             if let elements = items.arrayElements {
                 fillContents(from: elements, plan, into: &event.properties, warnings: &warnings)
             } else {
@@ -240,7 +275,11 @@ public final class Transformer {
                 warnings.append("properties.content_type: '\(String(type.prefix(32)))' is neither product nor product_group; used \(settings.contentType.rawValue)")
             }
         }
-        if event.properties.contentType == nil, !event.properties.contents.isEmpty || !event.properties.contentIDs.isEmpty {
+        // Not `a || b` on the event: its autoclosure would capture the event, and the event
+        // would then be copied into the outcome instead of moved (~4k instructions).
+        let hasContents = !event.properties.contents.isEmpty
+        let hasContentIDs = !event.properties.contentIDs.isEmpty
+        if event.properties.contentType == nil, hasContents || hasContentIDs {
             event.properties.contentType = settings.contentType.rawValue
         }
         if let currency = resolveText(.currency, in: source, plan) {
@@ -270,8 +309,8 @@ public final class Transformer {
                 warnings.append("limited_data_use: not a boolean; dropped")
             }
         }
-        for custom in plan.customFields {
-            guard let value = customValue(custom, in: source) else { continue }
+        for (k, custom) in plan.customFields.enumerated() {
+            guard let value = customValue(custom, in: source, slots: plan.customSlots[k]) else { continue }
             let entry = TikTokEvent.Custom(key: custom.key, value: value)
             if custom.object == .user { event.customUser.append(entry) } else { event.customProperties.append(entry) }
         }
@@ -336,8 +375,9 @@ public final class Transformer {
     /// The first present value for `field`: along its paths, else its constant.
     private func resolve<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> JSON? {
         let from = plan[field]
-        for path in from.paths {
-            if let value = source.value(at: path), Normalise.isPresent(value) { return value }
+        let slots = plan.slots[field.ordinal]
+        for (k, path) in from.paths.enumerated() {
+            if let found = source.document(at: path, slot: slots[k]), found.isPresent { return found.json }
         }
         if let constant = from.constant, Normalise.isPresent(constant) { return constant }
         return nil
@@ -348,8 +388,9 @@ public final class Transformer {
     /// ending the search.
     private func resolveText<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> String? {
         let from = plan[field]
-        for path in from.paths {
-            if let text = source.text(at: path) { return text }
+        let slots = plan.slots[field.ordinal]
+        for (k, path) in from.paths.enumerated() {
+            if let text = source.document(at: path, slot: slots[k])?.text { return text }
         }
         return from.constant.flatMap(Normalise.text)
     }
@@ -396,10 +437,10 @@ public final class Transformer {
 
     /// A custom property's value: the first present value (along its paths, else its
     /// constant), strings trimmed; hashed like external_id when configured (a 64-hex value is kept).
-    private func customValue<S: PathReadable>(_ custom: CustomField, in source: S) -> JSON? {
+    private func customValue<S: PathReadable>(_ custom: CustomField, in source: S, slots: [Int32]) -> JSON? {
         var found: JSON?
-        for path in custom.source.paths {
-            if let value = source.value(at: path), Normalise.isPresent(value) { found = value; break }
+        for (k, path) in custom.source.paths.enumerated() {
+            if let value = source.document(at: path, slot: slots[k]), value.isPresent { found = value.json; break }
         }
         if found == nil, let constant = custom.source.constant, Normalise.isPresent(constant) { found = constant }
         guard let found else { return nil }
@@ -471,9 +512,9 @@ public final class Transformer {
                 if let type = item.text(at: Self.contentTypePath) {
                     if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
                 }
-                guard content != TikTokEvent.Content() else { continue }
-                properties.contents.append(content)
+                guard !content.isEmpty else { continue }
                 if let id = content.contentID { properties.contentIDs.append(id) }
+                properties.contents.append(content)
                 continue
             }
             content.contentID = resolveText(.itemID, in: item, plan)
@@ -489,9 +530,9 @@ public final class Transformer {
             if let type = resolveText(.itemContentType, in: item, plan) {
                 if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
             }
-            guard content != TikTokEvent.Content() else { continue }
-            properties.contents.append(content)
+            guard !content.isEmpty else { continue }
             if let id = content.contentID { properties.contentIDs.append(id) }
+            properties.contents.append(content)
         }
         if numItems > 0 { properties.numItems = numItems }
         if badPrices > 0 { warnings.append("properties.contents.price: \(badPrices) not a number; dropped") }
@@ -502,6 +543,6 @@ public final class Transformer {
 
 extension String {
     fileprivate func replacingUnderscores() -> String {
-        contains("_") ? String(map { $0 == "_" ? "-" : $0 }) : self
+        utf8.contains(UInt8(ascii: "_")) ? String(map { $0 == "_" ? "-" : $0 }) : self
     }
 }

@@ -177,7 +177,7 @@ public final class BatchDeliverer {
             #endif
             let outcome = transformer.transform(payload: row.payload, eventID: row.eventID, insertedAtMillis: row.createdAt, nowMillis: now)
             row.payload = []  // the encoded event replaces it; a batch's payloads are ~1.2 MB
-            switch outcome {
+            switch consume outcome {
             case .skipped(let reason):
                 settlements.append(.skipped(id: row.id, reason: reason))
                 note("event skipped", now: now, ["event_id": "\(row.eventID)", "reason": "\(reason)"])

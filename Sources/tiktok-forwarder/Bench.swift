@@ -35,7 +35,8 @@ struct Bench: ParsableCommand {
             for _ in 0..<passes {
                 for (line, id) in zip(lines, ids) {
                     let start = clock.now
-                    if case .event(let event, _) = transformer.transform(payload: line, eventID: id, insertedAtMillis: now, nowMillis: now) {
+                    let outcome = transformer.transform(payload: line, eventID: id, insertedAtMillis: now, nowMillis: now)
+                    if case .event(let event, _) = consume outcome {
                         totalBytes &+= event.encoded().count
                         events += 1
                     }

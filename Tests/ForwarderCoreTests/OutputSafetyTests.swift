@@ -75,7 +75,38 @@ struct OutputSafetyTests {
         #"["event_name"]"#, #""purchase""#, #"{"event_name":"purchase","#, #"{"event_name":"purchase"}x"#, "",
     ])
     func tapeMatchesTree(payload: String) throws {
-        let transformer = Transformer()
+        try expectTapeMatchesTree(payload, Transformer())
+    }
+
+    /// The located paths (one walk over the payload for every path a plan reads) against the
+    /// tree's own lookups: configured paths through arrays (digits, `01`, `+1`), into
+    /// duplicated and escaped names, paths that are prefixes of others, and a per-event plan.
+    @Test("configured paths read the same through the path index as through the tree", arguments: [
+        #"{"event_name":"purchase","url":"https://s.example/","list":[{"v":"a"},{"v":"b"}],"m":{"k":{"deep":"d"}},"user":{"email":"a@b.example"}}"#,
+        #"{"event_name":"purchase","url":"https://s.example/","list":["x",{"v":"second"}],"m":{"k":"flat"},"m":{"k":{"deep":"later"}}}"#,
+        #"{"event_name":"sign_up","url":"https://s.example/","acct":{"email":" S@B.example "},"list":[[],{"v":7}],"m\u0000":1,"\u006d":{"k":{"deep":true}}}"#,
+        #"{"event_name":"sign_up","url":"https://s.example/","acct":[],"list":{"1":{"v":"object, not array"}},"m":null}"#,
+        #"{"event_name":"purchase","page":{"location":{"href":"https://s.example/h"}},"list":[{"v":""},{"v":" "}],"m":{"k":{}}}"#,
+    ])
+    func locatedPathsMatchTree(payload: String) throws {
+        var settings = TransformSettings()
+        settings.customFields = [
+            CustomField(object: .properties, key: "second", source: .paths([["list", "1", "v"], ["list", "01", "v"]])),
+            CustomField(object: .properties, key: "plus_one", source: .paths([["list", "+1", "v"]])),
+            CustomField(object: .properties, key: "deep", source: .paths([["m", "k", "deep"], ["m", "k"], ["m"]])),
+            CustomField(object: .user, key: "hashed_first", source: .paths([["list", "0", "v"]]), hashed: true),
+        ]
+        settings.mapping[.orderID] = .paths([["m", "k"], ["list", "0", "v"]])
+        var signup = EventOverride()
+        signup.mapping[.userEmail] = .paths([["acct", "email"], ["acct", "0"]])
+        signup.customFields = [CustomField(object: .properties, key: "deep", source: .paths([["m", "k", "deep"]]))]
+        settings.eventOverrides["sign_up"] = signup
+        let outcome = try expectTapeMatchesTree(payload, Transformer(settings: settings))
+        guard case .event = outcome else { Issue.record("not an event, so nothing compared: \(outcome)"); return }
+    }
+
+    @discardableResult
+    private func expectTapeMatchesTree(_ payload: String, _ transformer: Transformer, sourceLocation: SourceLocation = #_sourceLocation) throws -> TransformOutcome {
         let tape = transformer.transform(payload: payload, eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000)
         let tree: TransformOutcome
         do {
@@ -83,6 +114,7 @@ struct OutputSafetyTests {
         } catch {
             tree = .rejected(reason: "payload is not JSON (\(error.description))")
         }
-        #expect(tape == tree)
+        #expect(tape == tree, sourceLocation: sourceLocation)
+        return tape
     }
 }

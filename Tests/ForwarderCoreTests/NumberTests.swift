@@ -1,0 +1,42 @@
+@testable import ForwarderCore
+import Testing
+
+/// `Normalise.number` reads plain decimals without `strtod` (digits / 10^k); it must give
+/// the very Double `Double(_:)` gives, and leave everything else to it.
+@Suite("Numbers: the plain-decimal fast path")
+struct NumberTests {
+    @Test("random plain decimals of up to 15 digits: the same Double as Double(_:), bit for bit")
+    func sameAsStrtod() {
+        var rng = OutputSafetyTests.Generator(state: 7)
+        var checked = 0
+        for _ in 0..<200_000 {
+            let digits = Int.random(in: 1...15, using: &rng)
+            var text = String(UInt64.random(in: 0..<UInt64(pow10(digits)), using: &rng))
+            text = String(repeating: "0", count: Int.random(in: 0...1, using: &rng) * (digits - text.count)) + text
+            let point = Int.random(in: 0...text.count, using: &rng)
+            if point > 0, point < text.count { text.insert(".", at: text.index(text.startIndex, offsetBy: point)) }
+            if Bool.random(using: &rng) { text = "-" + text }
+            guard let fast = Normalise.plainDecimal(text) else { Issue.record("not taken: \(text)"); continue }
+            #expect(fast.bitPattern == Double(text)!.bitPattern, "\(text)")
+            checked += 1
+        }
+        #expect(checked == 200_000)
+    }
+
+    @Test("what the fast path leaves to Double(_:)", arguments: [
+        "", "-", ".", "1.", ".5", "-.5", "+1", "1e3", "1E-2", "--1", "1-", "1.2.3", "1234567890123456", "0.1234567890123456", " 1", "0x10",
+    ])
+    func fallsBack(_ text: String) {
+        #expect(Normalise.plainDecimal(text) == nil)
+    }
+
+    @Test("and what number() makes of them, as before", arguments: [
+        ("12.5", 12.5), ("-0", -0.0), ("007", 7), ("1.", 1), (".5", 0.5), ("1e3", 1000), ("1234567890123456", 1234567890123456), (" 22.53 ", 22.53),
+    ])
+    func number(_ text: String, _ expected: Double) {
+        #expect(Normalise.number(.string(text))?.bitPattern == expected.bitPattern)
+        #expect(Normalise.number(.number(text.trimmingWhitespace()))?.bitPattern == expected.bitPattern)
+    }
+
+    private func pow10(_ n: Int) -> Double { (0..<n).reduce(1) { value, _ in value * 10 } }
+}
