@@ -101,8 +101,12 @@ extension JSONTape.View: PathReadable {
     var arrayElements: [JSONTape.View]? {
         let n = nodes[index]
         guard n.kind == .array else { return nil }
-        var elements: [JSONTape.View] = []
+        var count = 0
         var i = index + 1
+        while i < Int(n.next) { count += 1; i = Int(nodes[i].next) }
+        var elements: [JSONTape.View] = []
+        elements.reserveCapacity(count)  // one allocation, not one per doubling
+        i = index + 1
         while i < Int(n.next) {
             elements.append(JSONTape.View(bytes: bytes, nodes: nodes, index: i))
             i = Int(nodes[i].next)
