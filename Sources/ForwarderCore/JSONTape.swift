@@ -35,6 +35,11 @@ protocol PathReadable {
     /// The same, read from the located paths when this is a document's view with them and
     /// `slot` is `path`'s slot in the ``PathIndex`` that located them (-1: walk `path`).
     func document(at path: [String], slot: Int32) -> Self?
+    /// Whether this is a document's view with located paths: then ``document(slot:)``
+    /// reads them (the hot path's lookups, with no path at hand).
+    var isLocated: Bool { get }
+    /// The node located for `slot` (a slot of the index that located them), or nil.
+    func document(slot: Int32) -> Self?
     /// This value, materialised.
     var json: JSON { get }
     /// ``Normalise/text(_:)`` of this value: trimmed text of a string or a number.
@@ -57,6 +62,8 @@ extension JSON: PathReadable {
     var isObject: Bool { if case .object = self { return true } else { return false } }
     func document(at path: [String]) -> JSON? { value(at: path) }
     func document(at path: [String], slot: Int32) -> JSON? { value(at: path) }
+    var isLocated: Bool { false }
+    func document(slot: Int32) -> JSON? { nil }
     var json: JSON { self }
     var text: String? { Normalise.text(self) }
     var arrayElements: [JSON]? { if case .array(let elements) = self { return elements } else { return nil } }
@@ -93,7 +100,14 @@ extension JSONTape.View: PathReadable {
     }
 
     func document(at path: [String], slot: Int32) -> JSONTape.View? {
-        guard let located, slot >= 0 else { return document(at: path) }
+        guard located != nil, slot >= 0 else { return document(at: path) }
+        return document(slot: slot)
+    }
+
+    var isLocated: Bool { located != nil }
+
+    func document(slot: Int32) -> JSONTape.View? {
+        guard let located else { return nil }
         let found = located[Int(slot)]
         return found < 0 ? nil : JSONTape.View(bytes: bytes, nodes: nodes, index: Int(found))
     }

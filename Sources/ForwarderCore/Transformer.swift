@@ -32,7 +32,16 @@ public final class Transformer {
         var defaultItemFields: Bool
         /// Each field's paths' slots in the transformer's ``PathIndex``, by ordinal, in the
         /// order of the paths (-1 for the item fields: their paths start at an item).
-        var slots: ContiguousArray<[Int32]> = []
+        var slots: ContiguousArray<[Int32]> = [] {
+            didSet {
+                slotTable = ContiguousArray(slots.joined())
+                slotStart = ContiguousArray(slots.reduce(into: [0]) { starts, list in starts.append(starts.last! + Int32(list.count)) })
+            }
+        }
+        /// ``slots`` flat, for the hot path (no inner array to retain): field `n`'s slots are
+        /// `slotTable[slotStart[n] ..< slotStart[n + 1]]`.
+        private(set) var slotTable: ContiguousArray<Int32> = []
+        private(set) var slotStart: ContiguousArray<Int32> = []
         /// The same for ``customFields``.
         var customSlots: [[Int32]] = []
 
@@ -383,12 +392,17 @@ public final class Transformer {
 
     /// The first present value for `field`: along its paths, else its constant.
     private func resolve<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> JSON? {
-        let from = plan[field]
-        let slots = plan.slots[field.ordinal]
-        for (k, path) in from.paths.enumerated() {
-            if let found = source.document(at: path, slot: slots[k]), found.isPresent { return found.json }
+        let ordinal = field.ordinal
+        if source.isLocated {
+            for k in Int(plan.slotStart[ordinal]) ..< Int(plan.slotStart[ordinal + 1]) {
+                if let found = source.document(slot: plan.slotTable[k]), found.isPresent { return found.json }
+            }
+        } else {
+            for path in plan.ordered[ordinal].paths {
+                if let found = source.document(at: path), found.isPresent { return found.json }
+            }
         }
-        if let constant = from.constant, Normalise.isPresent(constant) { return constant }
+        if let constant = plan.ordered[ordinal].constant, Normalise.isPresent(constant) { return constant }
         return nil
     }
 
@@ -396,12 +410,17 @@ public final class Transformer {
     /// usable `href` at `page.location`, say, falls through to the next path instead of
     /// ending the search.
     private func resolveText<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> String? {
-        let from = plan[field]
-        let slots = plan.slots[field.ordinal]
-        for (k, path) in from.paths.enumerated() {
-            if let text = source.document(at: path, slot: slots[k])?.text { return text }
+        let ordinal = field.ordinal
+        if source.isLocated {
+            for k in Int(plan.slotStart[ordinal]) ..< Int(plan.slotStart[ordinal + 1]) {
+                if let text = source.document(slot: plan.slotTable[k])?.text { return text }
+            }
+        } else {
+            for path in plan.ordered[ordinal].paths {
+                if let text = source.document(at: path)?.text { return text }
+            }
         }
-        return from.constant.flatMap(Normalise.text)
+        return plan.ordered[ordinal].constant.flatMap(Normalise.text)
     }
 
     /// Which source path (or configured constant) supplies each TikTok field for `source`,
