@@ -8,6 +8,21 @@ private let settings: TransformSettings = {
     return s
 }()
 private let transformer = Transformer(settings: settings)
+/// Configured paths through arrays (digits as `Int(_:)` reads them), paths that are prefixes
+/// of others, and a per-event plan: the one-walk path index against the tree's lookups.
+private let configured: Transformer = {
+    var s = settings
+    s.customFields = [
+        CustomField(object: .properties, key: "second_id", source: .paths([["items", "1", "id"], ["items", "01", "product", "id"]])),
+        CustomField(object: .properties, key: "nested", source: .paths([["a", "0", "b"], ["a", "0"], ["a"]])),
+        CustomField(object: .user, key: "first", source: .paths([["items", "+0", "id"]]), hashed: true),
+    ]
+    s.mapping[.orderID] = .paths([["items", "0", "product", "id"], ["id"]])
+    var purchase = EventOverride()
+    purchase.mapping[.userEmail] = .paths([["a", "1"], ["user", "email"]])
+    s.eventOverrides["purchase"] = purchase
+    return Transformer(settings: s)
+}()
 private let now: Int64 = 1_795_000_000_000
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -32,6 +47,12 @@ public func fuzzTransform(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             var writer = JSONWriter(capacity: 512)
             event.encode(into: &writer)
             if (try? JSONParser.parse(writer.bytes)) == nil { fatalError("the transform wrote invalid JSON") }
+        }
+    }
+    if let full {
+        let tape = configured.transform(payload: bytes, eventID: "fuzz-2", insertedAtMillis: now, nowMillis: now)
+        if tape != configured.transform(source: full, eventID: "fuzz-2", insertedAtMillis: now, nowMillis: now) {
+            fatalError("tape and tree disagree on \(size) bytes with configured paths")
         }
     }
     if let text = String(validating: bytes, as: UTF8.self) {
