@@ -763,6 +763,7 @@ extension JSONParser {
     }
 
     /// A string node: its content between the quotes; `.escapedString` when it holds escapes.
+    @inline(__always)
     private mutating func tapeString(into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
         let open = position
         var escaped = false

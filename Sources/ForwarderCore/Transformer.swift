@@ -238,12 +238,12 @@ public final class Transformer {
         }
 
         // user: hashed matching keys.
-        event.user.emails = hashedValues(.userEmail, in: source, plan, warnings: &warnings, normalise: Normalise.email)
+        event.user.emails = hashedValues(.userEmail, in: source, plan, warnings: &warnings, ascii: .email, normalise: Normalise.email)
         event.user.phones = hashedValues(.userPhone, in: source, plan, warnings: &warnings) { [settings] in
             Normalise.phone($0, defaultCountryCode: settings.defaultPhoneCountryCode)
         }
         let lowercaseID = settings.lowercaseExternalID
-        event.user.externalIDs = hashedValues(.userExternalID, in: source, plan, warnings: &warnings) {
+        event.user.externalIDs = hashedValues(.userExternalID, in: source, plan, warnings: &warnings, ascii: lowercaseID ? .lowercased : .asIs) {
             lowercaseID ? $0.lowercased() : $0
         }
 
@@ -482,14 +482,28 @@ public final class Transformer {
 
     /// Normalises and hashes each value of a string-or-array field, dropping empties,
     /// invalid values (with one warning) and duplicates.
+    /// How `normalise` treats ASCII text, so that ASCII values are trimmed, normalised and
+    /// hashed on their bytes (no trimmed and lowercased copies); `nil`: no such shortcut.
+    enum ASCIINormalisation { case email, lowercased, asIs }
+
     private func hashedValues<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan, warnings: inout [String],
-                              normalise: (String) -> String?) -> [String] {
+                                               ascii: ASCIINormalisation? = nil, normalise: (String) -> String?) -> [String] {
         guard let raw = resolve(field, in: source, plan) else { return [] }
         let elements: [JSON]
         if case .array(let array) = raw { elements = array } else { elements = [raw] }
         var result: [String] = []
         var dropped = 0
         for element in elements {
+            if let ascii, case .string(var string) = element {
+                switch string.withUTF8({ Self.asciiDigest($0, ascii, hasher) }) {
+                case .digest(let digest):
+                    if !result.contains(digest) { result.append(digest) }
+                    continue
+                case .invalid: dropped += 1; continue
+                case .absent: continue
+                case .notASCII: break
+                }
+            }
             guard let text = Normalise.text(element) else {
                 if Normalise.isPresent(element) { dropped += 1 }
                 continue
@@ -509,6 +523,25 @@ public final class Transformer {
             warnings.append("\(field.rawValue): \(dropped) invalid value\(dropped == 1 ? "" : "s") dropped")
         }
         return result
+    }
+
+    private enum ASCIIDigest { case digest(String), invalid, absent, notASCII }
+
+    /// What ``hashedValues`` makes of a string value, on its bytes: the same as
+    /// `Normalise.text`, the SHA-256-hex check and `normalise` on a String, for ASCII text
+    /// (trimming and lowercasing ASCII are the Unicode rules restricted to it).
+    private static func asciiDigest(_ bytes: UnsafeBufferPointer<UInt8>, _ rule: ASCIINormalisation, _ hasher: SHA256Hasher) -> ASCIIDigest {
+        for byte in bytes where byte >= 0x80 { return .notASCII }
+        guard let range = Bytes.trimmingASCIIWhitespace(bytes, 0..<bytes.count), !range.isEmpty else { return .absent }
+        let text = UnsafeBufferPointer(rebasing: bytes[range])
+        let isHex = text.count == 64 && text.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
+        if rule == .email, !isHex, !text.contains(UInt8(ascii: "@")) { return .invalid }
+        if rule == .asIs, !isHex { return .digest(hasher.hexDigest(bytes: text)) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: text.count) { lower in
+            for (i, byte) in text.enumerated() { lower[i] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
+            let lowered = UnsafeBufferPointer(lower)
+            return .digest(isHex ? String(decoding: lowered, as: UTF8.self) : hasher.hexDigest(bytes: lowered))
+        }
     }
 
     private static let productPath = ["product"], idPath = ["id"], namePath = ["name"], categoryPath = ["category_1"], brandPath = ["brand"],

@@ -40,3 +40,39 @@ struct NumberTests {
 
     private func pow10(_ n: Int) -> Double { (0..<n).reduce(1) { value, _ in value * 10 } }
 }
+
+/// Email and external id values in ASCII are trimmed, checked, lowercased and hashed on their
+/// bytes; the digests must be those of the String rules (`Normalise.text`, the 64-hex check,
+/// `Normalise.email`, `lowercased()`).
+@Suite("Hashed fields: the ASCII fast path")
+struct ASCIIHashTests {
+    static func expected(_ value: String, email: Bool, lowercaseID: Bool = true) -> [String] {
+        guard let text = Normalise.text(.string(value)) else { return [] }
+        if text.isSHA256Hex { return [text.lowercased()] }
+        let normalised = email ? Normalise.email(text) : (lowercaseID ? text.lowercased() : text)
+        return normalised.map { [SHA256Hasher().hexDigest($0)] } ?? []
+    }
+
+    @Test("random ASCII values, and a few that are not: the String rules' digests", arguments: [true, false])
+    func sameDigests(lowercaseID: Bool) throws {
+        var settings = TransformSettings()
+        settings.lowercaseExternalID = lowercaseID
+        let transformer = Transformer(settings: settings)
+        var rng = OutputSafetyTests.Generator(state: 11)
+        let alphabet = Array(" \t\n\u{0B}\u{0C}\r@.-_+aZqQ09fF") + ["é", "\u{00A0}", "\u{2003}"]
+        let hex = String(repeating: "aB3", count: 21) + "f"  // 64 hex characters, mixed case
+        var values = [hex, " \(hex)\t", hex + "0", "   ", "", "@", "A@B", " Mixed.Case@Example.ORG ", "no-at-sign", "\u{00A0}x@y.example\u{00A0}"]
+        for _ in 0..<2_000 {
+            values.append(String((0..<Int.random(in: 0...12, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }))
+        }
+        for value in values {
+            let json = String(decoding: JSONWriter.encode(.string(value)).utf8, as: UTF8.self)
+            let payload = #"{"event_name":"purchase","url":"https://s.example/","user":{"email":\#(json),"id":\#(json)}}"#
+            guard case .event(let event, _) = transformer.transform(payload: payload, eventID: "e", insertedAtMillis: 1_795_000_000_000, nowMillis: 1_795_000_000_000) else {
+                Issue.record("not an event: \(json)"); continue
+            }
+            #expect(event.user.emails == Self.expected(value, email: true), "email \(json)")
+            #expect(event.user.externalIDs == Self.expected(value, email: false, lowercaseID: lowercaseID), "external id \(json)")
+        }
+    }
+}
