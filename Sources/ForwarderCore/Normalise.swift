@@ -153,10 +153,22 @@ public enum Normalise {
     /// with neither gets `defaultCountryCode` after its national leading `0` is dropped.
     /// Returns `nil` when the result cannot be E.164 (the caller drops the phone).
     public static func phone(_ text: String, defaultCountryCode: String?) -> String? {
+        var text = text
+        // ASCII (nearly every phone): its bytes are its scalars, read in place (no array of
+        // scalars, no Unicode properties); anything else is decoded first.
+        if let fromASCII = text.withUTF8({ bytes -> String?? in
+            guard bytes.allSatisfy({ $0 < 0x80 }) else { return nil }
+            return .some(phoneDigits(bytes.lazy.map { Unicode.Scalar($0) }, defaultCountryCode: defaultCountryCode))
+        }) {
+            return fromASCII
+        }
+        return phoneDigits(Array(text.unicodeScalars), defaultCountryCode: defaultCountryCode)
+    }
+
+    private static func phoneDigits<C: RandomAccessCollection>(_ scalars: C, defaultCountryCode: String?) -> String? where C.Element == Unicode.Scalar, C.Index == Int {
         var digits: [UInt8] = []
         digits.reserveCapacity(16)
         var international = false
-        let scalars = Array(text.unicodeScalars)
         var i = 0
         while i < scalars.count {
             let scalar = scalars[i]
