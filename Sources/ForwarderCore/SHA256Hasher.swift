@@ -35,7 +35,15 @@ extension String {
     /// True for exactly 64 hexadecimal characters: a value that is already a SHA-256 digest
     /// and must never be hashed again (double hashing silently destroys matching).
     var isSHA256Hex: Bool {
-        utf8.count == 64 && utf8.allSatisfy { byte in
+        var copy = self
+        return copy.withUTF8(Bytes.isSHA256Hex)
+    }
+}
+
+extension Bytes {
+    /// ``Swift/String/isSHA256Hex`` on UTF-8 bytes.
+    static func isSHA256Hex(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.count == 64 && bytes.allSatisfy { byte in
             (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte) || (0x41...0x46).contains(byte)
         }
     }

@@ -30,18 +30,13 @@ public final class Transformer {
         var advertisingIDFallback: Bool
         /// The item fields are the defaults: read them with direct lookups (the hot path).
         var defaultItemFields: Bool
-        /// Each field's paths' slots in the transformer's ``PathIndex``, by ordinal, in the
-        /// order of the paths (-1 for the item fields: their paths start at an item).
-        var slots: ContiguousArray<[Int32]> = [] {
-            didSet {
-                slotTable = ContiguousArray(slots.joined())
-                slotStart = ContiguousArray(slots.reduce(into: [0]) { starts, list in starts.append(starts.last! + Int32(list.count)) })
-            }
-        }
-        /// ``slots`` flat, for the hot path (no inner array to retain): field `n`'s slots are
-        /// `slotTable[slotStart[n] ..< slotStart[n + 1]]`.
-        private(set) var slotTable: ContiguousArray<Int32> = []
-        private(set) var slotStart: ContiguousArray<Int32> = []
+        /// Each field's paths' slots in the transformer's ``PathIndex``, in the order of the
+        /// paths (-1 for the item fields: their paths start at an item), in one flat table
+        /// for the hot path (no inner array to retain): field `n`'s slots are
+        /// `slotTable[slotStart[n] ..< slotStart[n + 1]]`. Written only while the transformer
+        /// is built, so reads skip the runtime's exclusivity check (~700 instructions per event).
+        @exclusivity(unchecked) private(set) var slotTable: ContiguousArray<Int32> = []
+        @exclusivity(unchecked) private(set) var slotStart: ContiguousArray<Int32> = [0]
         /// The same for ``customFields``.
         var customSlots: [[Int32]] = []
 
@@ -58,6 +53,16 @@ public final class Transformer {
         }
 
         subscript(field: TargetField) -> FieldSource { ordered[field.ordinal] }
+
+        /// Sets the slots: one list per ``TargetField``, by ordinal.
+        func setSlots(_ lists: [[Int32]]) {
+            slotTable = ContiguousArray(lists.joined())
+            slotStart = [0]
+            for list in lists { slotStart.append(slotStart.last! + Int32(list.count)) }
+        }
+
+        /// The slot of `field`'s `k`-th path.
+        func slot(_ field: TargetField, _ k: Int) -> Int32 { slotTable[Int(slotStart[field.ordinal]) + k] }
 
         func copy() -> Plan { Plan(sources: sources, customFields: customFields, advertisingIDFallback: advertisingIDFallback) }
     }
@@ -96,7 +101,7 @@ public final class Transformer {
         }
         var builder = PathIndex.Builder()
         for plan in [base] + eventPlans.values {
-            plan.slots = ContiguousArray(TargetField.allCases.map { field in
+            plan.setSlots(TargetField.allCases.map { field in
                 plan[field].paths.map { field.isItemField ? -1 : builder.slot(for: $0) }
             })
             plan.customSlots = plan.customFields.map { $0.source.paths.map { builder.slot(for: $0) } }
@@ -272,8 +277,7 @@ public final class Transformer {
         // properties
         // The items are read in place (each item's fields looked up in the payload), unless
         // they come from a configured constant.
-        let itemSlots = plan.slots[TargetField.contents.ordinal]
-        if let items = plan[.contents].paths.indices.lazy.compactMap({ source.document(at: plan[.contents].paths[$0], slot: itemSlots[$0]) }).first(where: \.isPresent) {
+        if let items = plan[.contents].paths.indices.lazy.compactMap({ source.document(at: plan[.contents].paths[$0], slot: plan.slot(.contents, $0)) }).first(where: \.isPresent) {
             if let elements = items.arrayElements {
                 fillContents(from: elements, plan, into: &event.properties, warnings: &warnings)
             } else {
@@ -392,17 +396,25 @@ public final class Transformer {
 
     /// The first present value for `field`: along its paths, else its constant.
     private func resolve<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> JSON? {
+        if let found = firstAlongPaths(field, in: source, plan, { $0.isPresent ? $0.json : nil }) { return found }
+        if let constant = plan[field].constant, Normalise.isPresent(constant) { return constant }
+        return nil
+    }
+
+    /// `read` of the value at each of `field`'s paths in turn, the first that is not nil: the
+    /// located slots of a document's view, else the paths walked.
+    @inline(__always)
+    private func firstAlongPaths<S: PathReadable, T>(_ field: TargetField, in source: S, _ plan: Plan, _ read: (S) -> T?) -> T? {
         let ordinal = field.ordinal
         if source.isLocated {
             for k in Int(plan.slotStart[ordinal]) ..< Int(plan.slotStart[ordinal + 1]) {
-                if let found = source.document(slot: plan.slotTable[k]), found.isPresent { return found.json }
+                if let found = source.document(slot: plan.slotTable[k]), let value = read(found) { return value }
             }
         } else {
             for path in plan.ordered[ordinal].paths {
-                if let found = source.document(at: path), found.isPresent { return found.json }
+                if let found = source.document(at: path), let value = read(found) { return value }
             }
         }
-        if let constant = plan.ordered[ordinal].constant, Normalise.isPresent(constant) { return constant }
         return nil
     }
 
@@ -410,17 +422,7 @@ public final class Transformer {
     /// usable `href` at `page.location`, say, falls through to the next path instead of
     /// ending the search.
     private func resolveText<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> String? {
-        let ordinal = field.ordinal
-        if source.isLocated {
-            for k in Int(plan.slotStart[ordinal]) ..< Int(plan.slotStart[ordinal + 1]) {
-                if let text = source.document(slot: plan.slotTable[k])?.text { return text }
-            }
-        } else {
-            for path in plan.ordered[ordinal].paths {
-                if let text = source.document(at: path)?.text { return text }
-            }
-        }
-        return plan.ordered[ordinal].constant.flatMap(Normalise.text)
+        firstAlongPaths(field, in: source, plan, \.text) ?? plan[field].constant.flatMap(Normalise.text)
     }
 
     /// Which source path (or configured constant) supplies each TikTok field for `source`,
@@ -480,12 +482,13 @@ public final class Transformer {
         return found
     }
 
-    /// Normalises and hashes each value of a string-or-array field, dropping empties,
-    /// invalid values (with one warning) and duplicates.
-    /// How `normalise` treats ASCII text, so that ASCII values are trimmed, normalised and
-    /// hashed on their bytes (no trimmed and lowercased copies); `nil`: no such shortcut.
+    /// How a field's `normalise` treats ASCII text, so that ASCII values are trimmed,
+    /// normalised and hashed on their bytes (no trimmed and lowercased copies).
     enum ASCIINormalisation { case email, lowercased, asIs }
 
+    /// Normalises and hashes each value of a string-or-array field, dropping empties,
+    /// invalid values (with one warning) and duplicates. `ascii`: the shortcut for ASCII
+    /// values, nil for none (phones).
     private func hashedValues<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan, warnings: inout [String],
                                                ascii: ASCIINormalisation? = nil, normalise: (String) -> String?) -> [String] {
         guard let raw = resolve(field, in: source, plan) else { return [] }
@@ -534,7 +537,7 @@ public final class Transformer {
         for byte in bytes where byte >= 0x80 { return .notASCII }
         guard let range = Bytes.trimmingASCIIWhitespace(bytes, 0..<bytes.count), !range.isEmpty else { return .absent }
         let text = UnsafeBufferPointer(rebasing: bytes[range])
-        let isHex = text.count == 64 && text.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
+        let isHex = Bytes.isSHA256Hex(text)
         if rule == .email, !isHex, !text.contains(UInt8(ascii: "@")) { return .invalid }
         if rule == .asIs, !isHex { return .digest(hasher.hexDigest(bytes: text)) }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: text.count) { lower in
