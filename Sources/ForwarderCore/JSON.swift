@@ -574,8 +574,11 @@ public struct JSONWriter {
     }
 
     public mutating func string(_ value: String) {
-        var copy = value
-        copy.withUTF8 { string(utf8: $0) }
+        // The view's contiguous bytes: no copy of the String (a retain and release per call).
+        if value.utf8.withContiguousStorageIfAvailable({ string(utf8: $0) }) == nil {
+            var copy = value
+            copy.withUTF8 { string(utf8: $0) }
+        }
     }
 
     /// A string from its UTF-8 bytes (valid UTF-8), escaped as JSON needs.
@@ -713,68 +716,85 @@ extension JSONParser {
     /// Parses as strictly as ``parse(_:)-(UnsafeBufferPointer<UInt8>)`` (same grammar, same
     /// errors) but builds no value: `nodes` gets one node per value, in document order, with
     /// byte offsets into `buffer` (the transform reads only the members it maps, and makes a
-    /// String only for those). `nodes` is cleared first and keeps its capacity, so one array
-    /// serves every event of a worker.
-    static func tape(_ buffer: UnsafeBufferPointer<UInt8>, into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
-        nodes.removeAll(keepingCapacity: true)
+    /// String only for those). `nodes` is emptied first and keeps its room, so one storage
+    /// serves every event of a worker. Returns the document's nodes, valid until `nodes` is
+    /// used again.
+    static func tape(_ buffer: UnsafeBufferPointer<UInt8>, into nodes: JSONTape.Nodes) throws(JSONParseError) -> UnsafeBufferPointer<JSONTape.Node> {
         // Offsets are 32-bit (SQLite's own limit on a value is 1e9 bytes by default).
         guard buffer.count < Int(Int32.max) else { throw JSONParseError(reason: "document larger than 2 GiB", offset: 0) }
         var parser = JSONParser(buffer: buffer)
+        var out = JSONTape.Nodes.Writer(nodes)
+        defer { out.done(nodes) }
         parser.skipWhitespace()
-        try parser.tapeValue(depth: 0, into: &nodes)
+        try parser.tapeValue(depth: 0, into: &out)
         parser.skipWhitespace()
         guard parser.position == buffer.count else { throw parser.error("unexpected data after the value") }
+        return UnsafeBufferPointer(start: out.base, count: out.count)
     }
 
-    private mutating func tapeValue(depth: Int, into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
+    /// ``skipWhitespace()`` with one compare when there is none (compact JSON).
+    @inline(__always)
+    private mutating func skipTapeWhitespace() {
+        if position < buffer.count, buffer[position] > 0x20 { return }
+        skipWhitespace()
+    }
+
+    private mutating func tapeValue(depth: Int, into nodes: inout JSONTape.Nodes.Writer) throws(JSONParseError) {
         guard position < buffer.count else { throw error("unexpected end of input") }
         let start = Int32(truncatingIfNeeded: position)
-        switch buffer[position] {
+        let first = buffer[position]
+        switch first {
         case UInt8(ascii: "{"), UInt8(ascii: "["):
-            let isObject = buffer[position] == UInt8(ascii: "{")
-            let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = first == UInt8(ascii: "{")
+            let close = first &+ 2  // '}' and ']' are two after '{' and '['
             guard depth + 1 <= Self.maximumDepth else { throw error("nested too deeply") }
             let index = nodes.count
             nodes.append(JSONTape.Node(kind: isObject ? .object : .array, start: start, end: 0, next: 0))
             position += 1
-            skipWhitespace()
+            skipTapeWhitespace()
             if position < buffer.count, buffer[position] == close {
                 position += 1
             } else {
                 while true {
-                    skipWhitespace()
+                    skipTapeWhitespace()
                     if isObject {
                         guard position < buffer.count, buffer[position] == UInt8(ascii: "\"") else { throw error("expected a member name") }
                         try tapeString(into: &nodes)
-                        skipWhitespace()
+                        skipTapeWhitespace()
                         guard position < buffer.count, buffer[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
                         position += 1
-                        skipWhitespace()
+                        skipTapeWhitespace()
+                        // Most members are strings: taken here, without a call for the value.
+                        if position < buffer.count, buffer[position] == UInt8(ascii: "\"") {
+                            try tapeString(into: &nodes)
+                        } else {
+                            try tapeValue(depth: depth + 1, into: &nodes)
+                        }
+                    } else {
+                        try tapeValue(depth: depth + 1, into: &nodes)
                     }
-                    try tapeValue(depth: depth + 1, into: &nodes)
-                    skipWhitespace()
+                    skipTapeWhitespace()
                     guard position < buffer.count else { throw error("unexpected end of input") }
                     if buffer[position] == UInt8(ascii: ",") { position += 1; continue }
                     if buffer[position] == close { position += 1; break }
                     throw error(isObject ? "expected ',' or '}'" : "expected ',' or ']'")
                 }
             }
-            nodes[index].end = Int32(truncatingIfNeeded: position)
-            nodes[index].next = Int32(truncatingIfNeeded: nodes.count)
+            nodes.finish(index, end: Int32(truncatingIfNeeded: position))
         case UInt8(ascii: "\""):
             try tapeString(into: &nodes)
         case UInt8(ascii: "t"):
             try expectLiteral("true")
-            nodes.append(JSONTape.Node(kind: .true, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+            nodes.append(JSONTape.Node(kind: .true, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
         case UInt8(ascii: "f"):
             try expectLiteral("false")
-            nodes.append(JSONTape.Node(kind: .false, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+            nodes.append(JSONTape.Node(kind: .false, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
         case UInt8(ascii: "n"):
             try expectLiteral("null")
-            nodes.append(JSONTape.Node(kind: .null, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+            nodes.append(JSONTape.Node(kind: .null, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             try scanNumber()
-            nodes.append(JSONTape.Node(kind: .number, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+            nodes.append(JSONTape.Node(kind: .number, start: start, end: Int32(truncatingIfNeeded: position), next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
         default:
             throw error("unexpected character")
         }
@@ -782,7 +802,7 @@ extension JSONParser {
 
     /// A string node: its content between the quotes; `.escapedString` when it holds escapes.
     @inline(__always)
-    private mutating func tapeString(into nodes: inout [JSONTape.Node]) throws(JSONParseError) {
+    private mutating func tapeString(into nodes: inout JSONTape.Nodes.Writer) throws(JSONParseError) {
         let open = position
         var escaped = false
         // Fast path: no escape before the closing quote (nearly every string in an event).
@@ -799,7 +819,7 @@ extension JSONParser {
             try skipString()  // the full grammar: escapes, and the errors
         }
         nodes.append(JSONTape.Node(kind: escaped ? .escapedString : .string, start: Int32(truncatingIfNeeded: open + 1),
-                                   end: Int32(truncatingIfNeeded: position - 1), next: Int32(truncatingIfNeeded: nodes.count + 1)))
+                                   end: Int32(truncatingIfNeeded: position - 1), next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
     }
 
     /// The value of one string node with escapes, decoded by the full parser.

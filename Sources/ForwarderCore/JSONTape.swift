@@ -14,6 +14,66 @@ public struct JSONTape {
         var next: Int32
     }
 
+    /// Room for a document's nodes, reused from document to document (one per transformer,
+    /// so one per worker): parsing allocates nothing once it has grown to a worker's largest
+    /// payload. Appending is a compare and a store (an `Array` append also checks that the
+    /// array is uniquely referenced, and it was a sixth of the parse).
+    public final class Nodes {
+        fileprivate var base: UnsafeMutablePointer<Node>
+        fileprivate var capacity: Int
+
+        public init(capacity: Int = 256) {
+            self.capacity = max(capacity, 16)
+            base = .allocate(capacity: self.capacity)
+        }
+
+        deinit { base.deallocate() }
+
+        /// The parser's cursor into the storage: plain values, so the parser's appends stay
+        /// in registers; ``done(_:)`` hands a grown allocation back.
+        struct Writer {
+            private(set) var base: UnsafeMutablePointer<Node>
+            private var capacity: Int
+            private(set) var count = 0
+
+            init(_ nodes: Nodes) {
+                base = nodes.base
+                capacity = nodes.capacity
+            }
+
+            @inline(__always)
+            mutating func append(_ node: Node) {
+                if count == capacity { grow() }
+                base[count] = node
+                count &+= 1
+            }
+
+            /// Sets the end and the next node of the container node at `index`, whose
+            /// members have all been appended.
+            @inline(__always)
+            mutating func finish(_ index: Int, end: Int32) {
+                base[index].end = end
+                base[index].next = Int32(truncatingIfNeeded: count)
+            }
+
+            @inline(never)
+            private mutating func grow() {
+                let wanted = capacity.multipliedReportingOverflow(by: 2).partialValue
+                let larger = UnsafeMutablePointer<Node>.allocate(capacity: wanted)
+                larger.moveInitialize(from: base, count: count)
+                base.deallocate()
+                base = larger
+                capacity = wanted
+            }
+
+            /// Gives the storage back its allocation (grown or not).
+            func done(_ nodes: Nodes) {
+                nodes.base = base
+                nodes.capacity = capacity
+            }
+        }
+    }
+
     /// One document's bytes and nodes; valid while both are.
     public struct View {
         let bytes: UnsafeBufferPointer<UInt8>
@@ -49,6 +109,16 @@ protocol PathReadable {
     var isObject: Bool { get }
     /// ``Normalise/isPresent(_:)``, without materialising.
     var isPresent: Bool { get }
+    /// ``Normalise/number(_:)`` of this value (plain decimals read in place).
+    var numericValue: Double? { get }
+    /// `body` of this string's UTF-8 bytes (in place for a payload's string without
+    /// escapes), or nil for anything that is not a string.
+    func withStringBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R?
+}
+
+extension PathReadable {
+    /// ``Normalise/integer(_:)`` of this value.
+    var integerValue: Int64? { Normalise.integer(number: numericValue) }
 }
 
 extension PathReadable {
@@ -68,6 +138,11 @@ extension JSON: PathReadable {
     var text: String? { Normalise.text(self) }
     var arrayElements: [JSON]? { if case .array(let elements) = self { return elements } else { return nil } }
     var isPresent: Bool { Normalise.isPresent(self) }
+    var numericValue: Double? { Normalise.number(self) }
+    func withStringBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        guard case .string(var string) = self else { return nil }
+        return string.withUTF8(body)
+    }
 }
 
 extension JSONTape.View: PathReadable {
@@ -91,6 +166,38 @@ extension JSONTape.View: PathReadable {
         case .escapedString:
             return Normalise.text(json(at: found))
         case .null, .true, .false, .array, .object:
+            return nil
+        }
+    }
+
+    /// Plain decimals (a number, or a string of one with ASCII white space around it) are
+    /// read on their bytes; anything else takes ``Normalise/number(_:)``, which gives the same
+    /// answer for those.
+    var numericValue: Double? {
+        let n = nodes[index]
+        switch n.kind {
+        case .number:
+            if let value = Normalise.plainDecimal(utf8: UnsafeBufferPointer(rebasing: bytes[Int(n.start)..<Int(n.end)])) { return value }
+        case .string:
+            if let range = Bytes.trimmingASCIIWhitespace(bytes, Int(n.start)..<Int(n.end)),
+               let value = Normalise.plainDecimal(utf8: UnsafeBufferPointer(rebasing: bytes[range])) { return value }
+        case .null, .true, .false, .array, .object:
+            return nil
+        case .escapedString:
+            break
+        }
+        return Normalise.number(json)
+    }
+
+    func withStringBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        let n = nodes[index]
+        switch n.kind {
+        case .string:
+            return body(UnsafeBufferPointer(rebasing: bytes[Int(n.start)..<Int(n.end)]))
+        case .escapedString:
+            var decoded = JSONParser.decodeEscaped(bytes, from: Int(n.start), to: Int(n.end))
+            return decoded.withUTF8(body)
+        case .null, .true, .false, .number, .array, .object:
             return nil
         }
     }
@@ -160,29 +267,10 @@ extension JSONTape.View: PathReadable {
         let container = nodes[node]
         switch container.kind {
         case .object:
-            var i = node + 1
-            let end = Int(container.next)
-            var key = key
-            return key.withUTF8 { wanted -> Int? in
-                while i < end {
-                    let name = nodes[i]
-                    let value = i + 1
-                    if name.kind == .string {
-                        let count = Int(name.end - name.start)
-                        if count == wanted.count {
-                            var same = true
-                            var k = 0
-                            let base = Int(name.start)
-                            while k < count { if bytes[base + k] != wanted[k] { same = false; break }; k += 1 }
-                            if same { return value }
-                        }
-                    } else if JSONParser.decodeEscaped(bytes, from: Int(name.start), to: Int(name.end)).utf8.elementsEqual(wanted) {
-                        return value
-                    }
-                    i = Int(nodes[value].next)
-                }
-                return nil
-            }
+            // The key's contiguous bytes: no copy of the String (a retain and release per call).
+            if let found = key.utf8.withContiguousStorageIfAvailable({ member(of: node, named: $0) }) { return found }
+            var copy = key
+            return copy.withUTF8 { member(of: node, named: $0) }
         case .array:
             guard let wanted = Int(key), wanted >= 0 else { return nil }
             var i = node + 1
@@ -196,6 +284,26 @@ extension JSONTape.View: PathReadable {
         default:
             return nil
         }
+    }
+
+    /// The value of the first member of object node `node` whose name is `wanted`.
+    private func member(of node: Int, named wanted: UnsafeBufferPointer<UInt8>) -> Int? {
+        var i = node &+ 1
+        let end = Int(nodes[node].next)
+        while i < end {
+            let name = nodes[i]
+            let value = i &+ 1
+            if name.kind == .string {
+                let count = Int(name.end &- name.start)
+                if count == wanted.count, count == 0 || Bytes.equal(bytes.baseAddress! + Int(name.start), wanted.baseAddress!, count: count) {
+                    return value
+                }
+            } else if JSONParser.decodeEscaped(bytes, from: Int(name.start), to: Int(name.end)).utf8.elementsEqual(wanted) {
+                return value
+            }
+            i = Int(nodes[value].next)
+        }
+        return nil
     }
 
     /// The `JSON` of a node and everything inside it.

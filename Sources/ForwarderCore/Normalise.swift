@@ -61,13 +61,16 @@ public enum Normalise {
     /// integer (exact below 2^53) divided by an exact power of ten is the correctly rounded
     /// value (one IEEE division of exact operands; Clinger's fast path), so it equals
     /// `Double(text)`. Anything else (exponents, more digits, `+`) is nil: the caller parses it.
-    static func plainDecimal(_ text: String) -> Double? {
+    static func plainDecimal(_ text: String) -> Double? { plainDecimal(utf8: text.utf8) }
+
+    /// ``plainDecimal(_:)`` of text's UTF-8 bytes (a payload's number, read in place).
+    static func plainDecimal<Bytes: Sequence<UInt8>>(utf8: Bytes) -> Double? {
         var mantissa: UInt64 = 0
         var digits = 0
         var fraction = -1
         var negative = false
         var index = 0
-        for byte in text.utf8 {
+        for byte in utf8 {
             defer { index &+= 1 }
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
@@ -92,7 +95,12 @@ public enum Normalise {
 
     /// A whole number, from a number or a string (`2`, `2.0`, `"2"`).
     public static func integer(_ value: JSON) -> Int64? {
-        guard let number = number(value), number.rounded() == number, abs(number) < 9e15 else { return nil }
+        integer(number: number(value))
+    }
+
+    /// The whole number `number` is, or nil (a fraction, or too large to be exact).
+    static func integer(number: Double?) -> Int64? {
+        guard let number, number.rounded() == number, abs(number) < 9e15 else { return nil }
         return Int64(number)
     }
 
@@ -361,31 +369,26 @@ enum Cookies {
     static let headerPaths: [[String]] = [["context", "device", "cookie"], ["device", "cookie"]]
     static let objectPaths: [[String]] = [["cookies"], ["context", "cookies"], ["context", "device", "cookies"], ["device", "cookies"]]
 
-    /// An event's cookies, read once for several lookups (`_ttp`, then `ttclid`).
-    struct Jar {
-        private let objects: [JSON]
-        private let headers: [String]
+    /// The names looked up, as one-segment paths.
+    static let ttp = ["_ttp"], ttclid = ["ttclid"]
 
-        /// `objectSlots` and `headerSlots`: the paths' slots where `source` has located paths
-        /// (see ``PathReadable/document(at:slot:)``), in the order of the paths.
-        init<S: PathReadable>(_ source: S, objectSlots: [Int32] = [], headerSlots: [Int32] = []) {
-            objects = objectPaths.indices.compactMap {
-                source.document(at: objectPaths[$0], slot: $0 < objectSlots.count ? objectSlots[$0] : -1)?.json
-            }
-            headers = headerPaths.indices.compactMap {
-                source.document(at: headerPaths[$0], slot: $0 < headerSlots.count ? headerSlots[$0] : -1)?.json.stringValue
+    /// The cookie `name` (a one-segment path: ``ttp``, ``ttclid``) of `source`: from the first
+    /// `cookies` object that has it (percent-decoded), else from the first cookie header.
+    /// `objectSlots` and `headerSlots`: the paths' slots where `source` has located paths (see
+    /// ``PathReadable/document(at:slot:)``), in the order of the paths. Headers are read on
+    /// their bytes, in place.
+    static func value<S: PathReadable>(_ name: [String], in source: S, objectSlots: [Int32] = [], headerSlots: [Int32] = []) -> String? {
+        for k in objectPaths.indices {
+            guard let object = source.document(at: objectPaths[k], slot: k < objectSlots.count ? objectSlots[k] : -1), object.isObject else { continue }
+            if let value = object.document(at: name)?.text { return PercentDecoding.decode(value) }
+        }
+        for k in headerPaths.indices {
+            guard let header = source.document(at: headerPaths[k], slot: k < headerSlots.count ? headerSlots[k] : -1) else { continue }
+            if let found = header.withStringBytes({ Bytes.pairValue(named: name[0], in: $0, separator: UInt8(ascii: ";"), end: nil) }), let value = found {
+                return value
             }
         }
-
-        func value(named name: String) -> String? {
-            for object in objects {
-                if let value = object[name].flatMap(Normalise.text) { return PercentDecoding.decode(value) }
-            }
-            for header in headers {
-                if let value = Bytes.pairValue(named: name, in: header, separator: UInt8(ascii: ";"), end: nil) { return value }
-            }
-            return nil
-        }
+        return nil
     }
 }
 
@@ -395,7 +398,9 @@ enum URLQuery {
         var url = url
         return url.withUTF8 { buffer in
             // The query ends at '#'; a '?' inside the fragment (single-page apps' routes) starts no query.
-            guard let q = buffer.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }), buffer[q] == UInt8(ascii: "?") else { return nil }
+            var q = 0
+            while q < buffer.count, !Bytes.isIn(Bytes.set(UInt8(ascii: "?")) | Bytes.set(UInt8(ascii: "#")), buffer[q]) { q &+= 1 }
+            guard q < buffer.count, buffer[q] == UInt8(ascii: "?") else { return nil }
             return Bytes.pairValue(named: name, in: UnsafeBufferPointer(rebasing: buffer[(q + 1)...]),
                                    separator: UInt8(ascii: "&"), end: UInt8(ascii: "#"))
         }
@@ -424,33 +429,49 @@ enum Bytes {
     }
 
     /// The percent-decoded, trimmed value of the first non-empty `name=value` pair.
+    /// `separator` and `end` are ASCII punctuation below 0x40 (`;`, `&`, `#`).
     static func pairValue(named name: String, in buffer: UnsafeBufferPointer<UInt8>, separator: UInt8, end: UInt8?) -> String? {
         var name = name
         return name.withUTF8 { key -> String? in
+            // Each byte is tested against a set of stops with one shift (all below 0x40).
+            let ends = end.map { set($0) } ?? 0
+            let skipped = set(separator) | set(0x20) | set(0x09)
+            let nameStops = set(separator) | set(UInt8(ascii: "=")) | ends
+            let valueStops = set(separator) | ends
             var i = 0
             let n = buffer.count
             while i < n {
-                if let end, buffer[i] == end { return nil }
-                while i < n, buffer[i] == separator || buffer[i] == 0x20 || buffer[i] == 0x09 { i += 1 }
+                if isIn(ends, buffer[i]) { return nil }
+                while i < n, isIn(skipped, buffer[i]) { i &+= 1 }
                 let nameStart = i
-                while i < n, buffer[i] != UInt8(ascii: "="), buffer[i] != separator, buffer[i] != end { i += 1 }
+                while i < n, !isIn(nameStops, buffer[i]) { i &+= 1 }
                 var nameEnd = i
-                while nameEnd > nameStart, buffer[nameEnd - 1] == 0x20 { nameEnd -= 1 }
+                while nameEnd > nameStart, buffer[nameEnd &- 1] == 0x20 { nameEnd &-= 1 }
                 guard i < n, buffer[i] == UInt8(ascii: "=") else { continue }
-                i += 1
+                i &+= 1
                 var valueStart = i
-                while i < n, buffer[i] != separator, buffer[i] != end { i += 1 }
+                while i < n, !isIn(valueStops, buffer[i]) { i &+= 1 }
                 var valueEnd = i
-                guard nameEnd - nameStart == key.count,
+                guard nameEnd &- nameStart == key.count,
                       equal(buffer.baseAddress! + nameStart, key.baseAddress!, count: key.count) else { continue }
-                while valueStart < valueEnd, buffer[valueStart] == 0x20 || buffer[valueStart] == 0x09 { valueStart += 1 }
-                while valueEnd > valueStart, buffer[valueEnd - 1] == 0x20 || buffer[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+                while valueStart < valueEnd, buffer[valueStart] == 0x20 || buffer[valueStart] == 0x09 { valueStart &+= 1 }
+                while valueEnd > valueStart, buffer[valueEnd &- 1] == 0x20 || buffer[valueEnd &- 1] == 0x09 { valueEnd &-= 1 }
                 guard valueEnd > valueStart else { continue }
                 let value = PercentDecoding.decode(UnsafeBufferPointer(rebasing: buffer[valueStart..<valueEnd])).trimmingWhitespace()
                 if !value.isEmpty { return value }
             }
             return nil
         }
+    }
+
+    /// A set of one byte below 0x40, as a bit (sets are unions: `set(a) | set(b)`).
+    @inline(__always)
+    static func set(_ byte: UInt8) -> UInt64 { 1 &<< UInt64(byte & 0x3F) }
+
+    /// Whether `byte` is in `set` (see ``set(_:)``).
+    @inline(__always)
+    static func isIn(_ set: UInt64, _ byte: UInt8) -> Bool {
+        byte < 0x40 && (set &>> UInt64(byte)) & 1 != 0
     }
 
     /// Whether `count` bytes at `a` and at `b` are the same, eight at a time.

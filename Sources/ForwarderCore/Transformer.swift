@@ -124,12 +124,13 @@ public final class Transformer {
     ///   - nowMillis: the current time (Unix ms), for the maximum-age check.
     public func transform(payload: [UInt8], eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
         payload.withUnsafeBufferPointer { bytes in
+            let nodes: UnsafeBufferPointer<JSONTape.Node>
             do throws(JSONParseError) {
-                try JSONParser.tape(bytes, into: &tapeNodes)
+                nodes = try JSONParser.tape(bytes, into: tapeNodes)
             } catch {
                 return .rejected(reason: "payload is not JSON (\(error.description))")
             }
-            return tapeNodes.withUnsafeBufferPointer { nodes in
+            return withExtendedLifetime(tapeNodes) {
                 let document = JSONTape.View(bytes: bytes, nodes: nodes, index: 0)
                 index.locate(document, into: &located)
                 return located.withUnsafeBufferPointer { located in
@@ -142,7 +143,7 @@ public final class Transformer {
     }
 
     /// The payload's nodes (see ``JSONTape``), reused from event to event.
-    private var tapeNodes: [JSONTape.Node] = []
+    private let tapeNodes = JSONTape.Nodes()
 
     public func transform(payload: String, eventID: String, insertedAtMillis: Int64?, nowMillis: Int64) -> TransformOutcome {
         transform(payload: Array(payload.utf8), eventID: eventID, insertedAtMillis: insertedAtMillis, nowMillis: nowMillis)
@@ -231,14 +232,10 @@ public final class Transformer {
             }
             event.page.url = pageURL
             event.page.referrer = resolveText(.pageReferrer, in: source, plan)
-            var jar: Cookies.Jar?
-            func cookie(_ name: String) -> String? {
-                if jar == nil { jar = Cookies.Jar(source, objectSlots: cookieObjectSlots, headerSlots: cookieHeaderSlots) }
-                return jar!.value(named: name)
-            }
-            event.user.ttp = resolveText(.userTTP, in: source, plan) ?? cookie("_ttp")
+            event.user.ttp = resolveText(.userTTP, in: source, plan)
+                ?? Cookies.value(Cookies.ttp, in: source, objectSlots: cookieObjectSlots, headerSlots: cookieHeaderSlots)
             event.user.ttclid = resolveText(.userTTCLID, in: source, plan)
-                ?? cookie("ttclid")
+                ?? Cookies.value(Cookies.ttclid, in: source, objectSlots: cookieObjectSlots, headerSlots: cookieHeaderSlots)
                 ?? URLQuery.value(named: "ttclid", in: pageURL)  // not event.page.url: the closure would copy the event
         }
 
@@ -312,8 +309,8 @@ public final class Transformer {
                 warnings.append("properties.currency: '\(String(currency.prefix(16)))' is not on TikTok's currency list; dropped")
             }
         }
-        if let raw = resolve(.value, in: source, plan) {
-            if let value = Normalise.number(raw) {
+        if let found = resolveNumber(.value, in: source, plan) {
+            if let value = found {
                 event.properties.value = value
             } else {
                 warnings.append("properties.value: not a number; dropped")
@@ -400,6 +397,17 @@ public final class Transformer {
         if let constant = plan[field].constant, Normalise.isPresent(constant) { return constant }
         return nil
     }
+
+    /// ``resolve(_:in:_:)`` as a number (``Normalise/number(_:)``), read in place: nil when no
+    /// value is present, `.some(nil)` when the one present is not a number.
+    private func resolveNumber<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> Double?? {
+        if let found = firstAlongPaths(field, in: source, plan, Self.present) { return .some(found.numericValue) }
+        if let constant = plan[field].constant, Normalise.isPresent(constant) { return .some(Normalise.number(constant)) }
+        return nil
+    }
+
+    /// The value itself when it is present (``Normalise/isPresent(_:)``).
+    private static func present<S: PathReadable>(_ value: S) -> S? { value.isPresent ? value : nil }
 
     /// `read` of the value at each of `field`'s paths in turn, the first that is not nil: the
     /// located slots of a document's view, else the paths walked.
@@ -491,41 +499,57 @@ public final class Transformer {
     /// values, nil for none (phones).
     private func hashedValues<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan, warnings: inout [String],
                                                ascii: ASCIINormalisation? = nil, normalise: (String) -> String?) -> [String] {
-        guard let raw = resolve(field, in: source, plan) else { return [] }
-        let elements: [JSON]
-        if case .array(let array) = raw { elements = array } else { elements = [raw] }
         var result: [String] = []
         var dropped = 0
-        for element in elements {
-            if let ascii, case .string(var string) = element {
-                switch string.withUTF8({ Self.asciiDigest($0, ascii, hasher) }) {
-                case .digest(let digest):
-                    if !result.contains(digest) { result.append(digest) }
-                    continue
-                case .invalid: dropped += 1; continue
-                case .absent: continue
-                case .notASCII: break
-                }
-            }
-            guard let text = Normalise.text(element) else {
-                if Normalise.isPresent(element) { dropped += 1 }
-                continue
-            }
-            let digest: String
-            if text.isSHA256Hex {
-                digest = text.lowercased()
-            } else if let normalised = normalise(text) {
-                digest = hasher.hexDigest(normalised)
+        // The value is read in place (an array's elements, or the value itself); a constant
+        // takes the same steps on its JSON.
+        if let found = firstAlongPaths(field, in: source, plan, Self.present) {
+            if let elements = found.arrayElements {
+                for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
             } else {
-                dropped += 1
-                continue
+                addDigest(of: found, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped)
             }
-            if !result.contains(digest) { result.append(digest) }
+        } else if let constant = plan[field].constant, Normalise.isPresent(constant) {
+            if case .array(let elements) = constant {
+                for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
+            } else {
+                addDigest(of: constant, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped)
+            }
         }
         if dropped > 0 {
             warnings.append("\(field.rawValue): \(dropped) invalid value\(dropped == 1 ? "" : "s") dropped")
         }
         return result
+    }
+
+    /// One value of ``hashedValues``: its digest added unless already there, or counted as
+    /// dropped when it is present but invalid.
+    private func addDigest<T: PathReadable>(of element: T, ascii: ASCIINormalisation?, normalise: (String) -> String?,
+                                            to result: inout [String], dropped: inout Int) {
+        if let ascii, let outcome = element.withStringBytes({ Self.asciiDigest($0, ascii, hasher) }) {
+            switch outcome {
+            case .digest(let digest):
+                if !result.contains(digest) { result.append(digest) }
+                return
+            case .invalid: dropped += 1; return
+            case .absent: return
+            case .notASCII: break
+            }
+        }
+        guard let text = element.text else {
+            if element.isPresent { dropped += 1 }
+            return
+        }
+        let digest: String
+        if text.isSHA256Hex {
+            digest = text.lowercased()
+        } else if let normalised = normalise(text) {
+            digest = hasher.hexDigest(normalised)
+        } else {
+            dropped += 1
+            return
+        }
+        if !result.contains(digest) { result.append(digest) }
     }
 
     private enum ASCIIDigest { case digest(String), invalid, absent, notASCII }
@@ -569,11 +593,11 @@ public final class Transformer {
                 content.contentName = product?.text(at: Self.namePath)
                 content.contentCategory = product?.text(at: Self.categoryPath)
                 content.brand = product?.text(at: Self.brandPath)
-                if let raw = item.value(at: Self.pricePath).flatMap(Normalise.presentValue) ?? product?.value(at: Self.pricePath).flatMap(Normalise.presentValue) {
-                    if let price = Normalise.number(raw) { content.price = price } else { badPrices += 1 }
+                if let raw = item.document(at: Self.pricePath).flatMap(Self.present) ?? product?.document(at: Self.pricePath).flatMap(Self.present) {
+                    if let price = raw.numericValue { content.price = price } else { badPrices += 1 }
                 }
-                if let raw = item.value(at: Self.quantityPath).flatMap(Normalise.presentValue) {
-                    if let quantity = Normalise.integer(raw) { content.quantity = quantity } else { badQuantities += 1 }
+                if let raw = item.document(at: Self.quantityPath).flatMap(Self.present) {
+                    if let quantity = raw.integerValue { content.quantity = quantity } else { badQuantities += 1 }
                 }
                 if let type = item.text(at: Self.contentTypePath) {
                     if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
@@ -587,11 +611,11 @@ public final class Transformer {
             content.contentName = resolveText(.itemName, in: item, plan)
             content.contentCategory = resolveText(.itemCategory, in: item, plan)
             content.brand = resolveText(.itemBrand, in: item, plan)
-            if let raw = resolve(.itemPrice, in: item, plan) {
-                if let price = Normalise.number(raw) { content.price = price } else { badPrices += 1 }
+            if let found = resolveNumber(.itemPrice, in: item, plan) {
+                if let price = found { content.price = price } else { badPrices += 1 }
             }
-            if let raw = resolve(.itemQuantity, in: item, plan) {
-                if let quantity = Normalise.integer(raw) { content.quantity = quantity } else { badQuantities += 1 }
+            if let found = resolveNumber(.itemQuantity, in: item, plan) {
+                if let quantity = Normalise.integer(number: found) { content.quantity = quantity } else { badQuantities += 1 }
             }
             if let type = resolveText(.itemContentType, in: item, plan) {
                 if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
