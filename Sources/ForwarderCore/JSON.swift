@@ -668,10 +668,47 @@ public struct JSONWriter {
     public mutating func number(_ value: Double) {
         if value.rounded() == value, abs(value) < 1e15 {
             integer(Int64(value))
-        } else {
+        } else if !decimal(value) {
             var text = value.description
             text.withUTF8 { append($0) }
         }
+    }
+
+    /// Powers of ten a Double and a UInt64 hold exactly, 10^0 ... 10^15.
+    private static let powersOfTen: [UInt64] = (0...15).map { (0..<$0).reduce(1) { power, _ in power * 10 } }
+
+    /// Writes a value of at most 15 significant digits between 0.001 and 10^15 (prices,
+    /// order values) as `description` would, without making that String: the fewest
+    /// fraction digits `k` for which `m / 10^k` (one correctly rounded division) is the value
+    /// itself. With 15 digits or fewer that decimal is the only one that reads back as the
+    /// value, so it is the shortest, which is what `description` prints. False (nothing
+    /// written) for anything else.
+    private mutating func decimal(_ value: Double) -> Bool {
+        let magnitude = abs(value)
+        guard magnitude >= 0.001, magnitude < 1e15 else { return false }
+        for k in 1...15 {
+            let power = Self.powersOfTen[k]
+            let scale = Double(power)
+            let scaled = (magnitude * scale).rounded()
+            guard scaled < 1e15 else { return false }
+            guard scaled / scale == magnitude else { continue }
+            let units = UInt64(scaled)
+            reserve(40)
+            if value < 0 { base[count] = UInt8(ascii: "-"); count &+= 1 }
+            integer(Int64(units / power))
+            base[count] = UInt8(ascii: ".")
+            count &+= 1
+            var fraction = units % power
+            var at = count &+ k
+            for _ in 0..<k {
+                at &-= 1
+                base[at] = UInt8(ascii: "0") &+ UInt8(fraction % 10)
+                fraction /= 10
+            }
+            count &+= k
+            return true
+        }
+        return false
     }
 
     public mutating func bool(_ value: Bool) {

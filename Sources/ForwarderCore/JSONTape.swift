@@ -114,6 +114,9 @@ protocol PathReadable {
     /// `body` of this string's UTF-8 bytes (in place for a payload's string without
     /// escapes), or nil for anything that is not a string.
     func withStringBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R?
+    /// `body` of each member of this object in order (name as UTF-8 bytes, escapes decoded;
+    /// value), nothing for anything else: several members read in one pass.
+    func forEachMember(_ body: (UnsafeBufferPointer<UInt8>, Self) -> Void)
 }
 
 extension PathReadable {
@@ -142,6 +145,13 @@ extension JSON: PathReadable {
     func withStringBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         guard case .string(var string) = self else { return nil }
         return string.withUTF8(body)
+    }
+    func forEachMember(_ body: (UnsafeBufferPointer<UInt8>, JSON) -> Void) {
+        guard case .object(let object) = self else { return }
+        for i in object.keys.indices {
+            var name = object.keys[i]
+            name.withUTF8 { body($0, object.values[i]) }
+        }
     }
 }
 
@@ -199,6 +209,24 @@ extension JSONTape.View: PathReadable {
             return decoded.withUTF8(body)
         case .null, .true, .false, .number, .array, .object:
             return nil
+        }
+    }
+
+    @inline(__always)
+    func forEachMember(_ body: (UnsafeBufferPointer<UInt8>, JSONTape.View) -> Void) {
+        let object = nodes[index]
+        guard object.kind == .object else { return }
+        var i = index &+ 1
+        while i < Int(object.next) {
+            let name = nodes[i]
+            let value = JSONTape.View(bytes: bytes, nodes: nodes, index: i &+ 1)
+            if name.kind == .string {
+                body(UnsafeBufferPointer(rebasing: bytes[Int(name.start)..<Int(name.end)]), value)
+            } else {
+                var decoded = JSONParser.decodeEscaped(bytes, from: Int(name.start), to: Int(name.end))
+                decoded.withUTF8 { body($0, value) }
+            }
+            i = Int(nodes[i &+ 1].next)
         }
     }
 

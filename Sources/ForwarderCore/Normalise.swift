@@ -281,7 +281,7 @@ public enum EventTime {
         guard let first = text.utf8.first, Normalise.isDigit(first),
               text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E")
                   || $0 == UInt8(ascii: "+") }),
-              let number = Double(text), number.isFinite, number > 0,
+              let number = Normalise.plainDecimal(text) ?? Double(text), number.isFinite, number > 0,
               number < 1e16 else { return nil }  // 10^16 ms is the year 318,857: beyond that it is not a time
         return number >= 1e11 ? Int64(checked: number / 1000) : Int64(checked: number)
     }
@@ -398,8 +398,7 @@ enum URLQuery {
         var url = url
         return url.withUTF8 { buffer in
             // The query ends at '#'; a '?' inside the fragment (single-page apps' routes) starts no query.
-            var q = 0
-            while q < buffer.count, !Bytes.isIn(Bytes.set(UInt8(ascii: "?")) | Bytes.set(UInt8(ascii: "#")), buffer[q]) { q &+= 1 }
+            let q = Bytes.firstOf(UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "#"), in: buffer, from: 0)
             guard q < buffer.count, buffer[q] == UInt8(ascii: "?") else { return nil }
             return Bytes.pairValue(named: name, in: UnsafeBufferPointer(rebasing: buffer[(q + 1)...]),
                                    separator: UInt8(ascii: "&"), end: UInt8(ascii: "#"))
@@ -433,24 +432,24 @@ enum Bytes {
     static func pairValue(named name: String, in buffer: UnsafeBufferPointer<UInt8>, separator: UInt8, end: UInt8?) -> String? {
         var name = name
         return name.withUTF8 { key -> String? in
-            // Each byte is tested against a set of stops with one shift (all below 0x40).
+            // Separators and spaces are skipped testing a set with one shift (all below 0x40);
+            // names and values are scanned eight bytes at a time.
             let ends = end.map { set($0) } ?? 0
             let skipped = set(separator) | set(0x20) | set(0x09)
-            let nameStops = set(separator) | set(UInt8(ascii: "=")) | ends
-            let valueStops = set(separator) | ends
+            let stop = end ?? separator
             var i = 0
             let n = buffer.count
             while i < n {
                 if isIn(ends, buffer[i]) { return nil }
                 while i < n, isIn(skipped, buffer[i]) { i &+= 1 }
                 let nameStart = i
-                while i < n, !isIn(nameStops, buffer[i]) { i &+= 1 }
+                i = firstOf(UInt8(ascii: "="), separator, stop, in: buffer, from: i)
                 var nameEnd = i
                 while nameEnd > nameStart, buffer[nameEnd &- 1] == 0x20 { nameEnd &-= 1 }
                 guard i < n, buffer[i] == UInt8(ascii: "=") else { continue }
                 i &+= 1
                 var valueStart = i
-                while i < n, !isIn(valueStops, buffer[i]) { i &+= 1 }
+                i = firstOf(separator, stop, stop, in: buffer, from: i)
                 var valueEnd = i
                 guard nameEnd &- nameStart == key.count,
                       equal(buffer.baseAddress! + nameStart, key.baseAddress!, count: key.count) else { continue }
@@ -464,6 +463,31 @@ enum Bytes {
         }
     }
 
+    /// The first offset at or after `start` holding `a`, `b` or `c`, or `buffer.count`,
+    /// looking eight bytes at a time.
+    @inline(__always)
+    static func firstOf(_ a: UInt8, _ b: UInt8, _ c: UInt8, in buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        var i = start
+        if let base = buffer.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+            while i &+ 8 <= buffer.count {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                let x = word ^ (ones &* UInt64(a)), y = word ^ (ones &* UInt64(b)), z = word ^ (ones &* UInt64(c))
+                // The lowest flagged byte is the first match (the zero-byte test can flag a
+                // byte above a true match, never below it).
+                let found = (((x &- ones) & ~x) | ((y &- ones) & ~y) | ((z &- ones) & ~z)) & high
+                if found != 0 { return i &+ found.trailingZeroBitCount &>> 3 }
+                i &+= 8
+            }
+        }
+        while i < buffer.count {
+            let byte = buffer[i]
+            if byte == a || byte == b || byte == c { return i }
+            i &+= 1
+        }
+        return i
+    }
+
     /// A set of one byte below 0x40, as a bit (sets are unions: `set(a) | set(b)`).
     @inline(__always)
     static func set(_ byte: UInt8) -> UInt64 { 1 &<< UInt64(byte & 0x3F) }
@@ -472,6 +496,14 @@ enum Bytes {
     @inline(__always)
     static func isIn(_ set: UInt64, _ byte: UInt8) -> Bool {
         byte < 0x40 && (set &>> UInt64(byte)) & 1 != 0
+    }
+
+    /// Whether `bytes` are `literal`'s.
+    @inline(__always)
+    static func equal(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
+        literal.withUTF8Buffer { expected in
+            bytes.count == expected.count && (bytes.isEmpty || equal(bytes.baseAddress!, expected.baseAddress!, count: bytes.count))
+        }
     }
 
     /// Whether `count` bytes at `a` and at `b` are the same, eight at a time.
@@ -499,7 +531,7 @@ enum PercentDecoding {
     }
 
     static func decode(_ b: UnsafeBufferPointer<UInt8>) -> String {
-        guard b.contains(UInt8(ascii: "%")) else { return String(decoding: b, as: UTF8.self) }
+        guard Bytes.firstOf(UInt8(ascii: "%"), UInt8(ascii: "%"), UInt8(ascii: "%"), in: b, from: 0) < b.count else { return String(decoding: b, as: UTF8.self) }
         var out: [UInt8] = []
         out.reserveCapacity(b.count)
         var i = 0

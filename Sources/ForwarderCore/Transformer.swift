@@ -571,9 +571,6 @@ public final class Transformer {
         }
     }
 
-    private static let productPath = ["product"], idPath = ["id"], namePath = ["name"], categoryPath = ["category_1"], brandPath = ["brand"],
-                        pricePath = ["price"], quantityPath = ["quantity"], contentTypePath = ["content_type"]
-
     /// One content per source item, each field from the item's own paths.
     private func fillContents<S: PathReadable>(from items: [S], _ plan: Plan, into properties: inout TikTokEvent.Properties, warnings: inout [String]) {
         var badPrices = 0
@@ -585,21 +582,41 @@ public final class Transformer {
         for item in items {
             guard item.isObject else { continue }
             numItems += 1
-            var content = TikTokEvent.Content()
             if plan.defaultItemFields {
-                // The spec's item paths, looked up directly (no path arrays walked).
-                let product = item.document(at: Self.productPath)
-                content.contentID = item.text(at: Self.idPath) ?? product?.text(at: Self.idPath)
-                content.contentName = product?.text(at: Self.namePath)
-                content.contentCategory = product?.text(at: Self.categoryPath)
-                content.brand = product?.text(at: Self.brandPath)
-                if let raw = item.document(at: Self.pricePath).flatMap(Self.present) ?? product?.document(at: Self.pricePath).flatMap(Self.present) {
+                // The spec's item paths: the item's members and its product's, each found in
+                // one pass (the first member of a name, as a path lookup finds it).
+                var id: S?, price: S?, quantity: S?, type: S?, product: S?
+                item.forEachMember { name, value in
+                    switch name.count {
+                    case 2: if id == nil, Bytes.equal(name, "id") { id = value }
+                    case 5: if price == nil, Bytes.equal(name, "price") { price = value }
+                    case 7: if product == nil, Bytes.equal(name, "product") { product = value }
+                    case 8: if quantity == nil, Bytes.equal(name, "quantity") { quantity = value }
+                    case 12: if type == nil, Bytes.equal(name, "content_type") { type = value }
+                    default: break
+                    }
+                }
+                var productID: S?, name: S?, category: S?, brand: S?, productPrice: S?
+                product?.forEachMember { key, value in
+                    switch key.count {
+                    case 2: if productID == nil, Bytes.equal(key, "id") { productID = value }
+                    case 4: if name == nil, Bytes.equal(key, "name") { name = value }
+                    case 5:
+                        if brand == nil, Bytes.equal(key, "brand") { brand = value }
+                        else if productPrice == nil, Bytes.equal(key, "price") { productPrice = value }
+                    case 10: if category == nil, Bytes.equal(key, "category_1") { category = value }
+                    default: break
+                    }
+                }
+                var content = TikTokEvent.Content(contentID: id?.text ?? productID?.text, contentName: name?.text,
+                                                  contentCategory: category?.text, brand: brand?.text)
+                if let raw = price.flatMap(Self.present) ?? productPrice.flatMap(Self.present) {
                     if let price = raw.numericValue { content.price = price } else { badPrices += 1 }
                 }
-                if let raw = item.document(at: Self.quantityPath).flatMap(Self.present) {
+                if let raw = quantity.flatMap(Self.present) {
                     if let quantity = raw.integerValue { content.quantity = quantity } else { badQuantities += 1 }
                 }
-                if let type = item.text(at: Self.contentTypePath) {
+                if let type = type?.text {
                     if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
                 }
                 guard !content.isEmpty else { continue }
@@ -607,6 +624,7 @@ public final class Transformer {
                 properties.contents.append(content)
                 continue
             }
+            var content = TikTokEvent.Content()
             content.contentID = resolveText(.itemID, in: item, plan)
             content.contentName = resolveText(.itemName, in: item, plan)
             content.contentCategory = resolveText(.itemCategory, in: item, plan)

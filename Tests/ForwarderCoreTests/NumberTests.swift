@@ -38,6 +38,31 @@ struct NumberTests {
         #expect(Normalise.number(.number(text.trimmingWhitespace()))?.bitPattern == expected.bitPattern)
     }
 
+    @Test("the writer's decimals without description: what description prints, for random values")
+    func writtenAsDescription() {
+        var rng = OutputSafetyTests.Generator(state: 11)
+        func written(_ value: Double) -> String {
+            var writer = JSONWriter(capacity: 8)
+            writer.number(value)
+            return String(decoding: writer.bytes, as: UTF8.self)
+        }
+        func expected(_ value: Double) -> String {
+            value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : value.description
+        }
+        for _ in 0..<200_000 {
+            // Plain decimals (what prices are), then arbitrary doubles around them.
+            let digits = Int.random(in: 1...17, using: &rng)
+            var value = Double(UInt64.random(in: 0..<UInt64(pow10(digits)), using: &rng)) / pow10(Int.random(in: 0...18, using: &rng))
+            if Bool.random(using: &rng) { value = -value }
+            #expect(written(value) == expected(value), "\(value)")
+            let nearby = Double(bitPattern: value.bitPattern &+ UInt64.random(in: 0...3, using: &rng))
+            if nearby.isFinite { #expect(written(nearby) == expected(nearby), "\(nearby)") }
+        }
+        for value in [0.001, 0.0009999999999999998, 999999999999999.9, 1e15 - 0.5, 0.1 + 0.2, 1.0 / 3, 76.63, -0.0025, 1e-7, 123456.000001] {
+            #expect(written(value) == expected(value), "\(value)")
+        }
+    }
+
     private func pow10(_ n: Int) -> Double { (0..<n).reduce(1) { value, _ in value * 10 } }
 }
 
@@ -73,6 +98,53 @@ struct ASCIIHashTests {
             }
             #expect(event.user.emails == Self.expected(value, email: true), "email \(json)")
             #expect(event.user.externalIDs == Self.expected(value, email: false, lowercaseID: lowercaseID), "external id \(json)")
+        }
+    }
+}
+
+/// Cookie headers and query strings are scanned eight bytes at a time; the answer must be
+/// the byte-by-byte rule's (leading separators, spaces and tabs skipped, trailing spaces of a
+/// name ignored, values trimmed of spaces and tabs, the first non-empty value, `end` stops).
+@Suite("Name-value pairs: the word-at-a-time scan")
+struct PairValueTests {
+    static func reference(_ name: String, _ text: String, separator: UInt8, end: UInt8?) -> String? {
+        let buffer = Array(text.utf8), key = Array(name.utf8)
+        var i = 0
+        let n = buffer.count
+        while i < n {
+            if let end, buffer[i] == end { return nil }
+            while i < n, buffer[i] == separator || buffer[i] == 0x20 || buffer[i] == 0x09 { i += 1 }
+            let nameStart = i
+            while i < n, buffer[i] != UInt8(ascii: "="), buffer[i] != separator, buffer[i] != end { i += 1 }
+            var nameEnd = i
+            while nameEnd > nameStart, buffer[nameEnd - 1] == 0x20 { nameEnd -= 1 }
+            guard i < n, buffer[i] == UInt8(ascii: "=") else { continue }
+            i += 1
+            var valueStart = i
+            while i < n, buffer[i] != separator, buffer[i] != end { i += 1 }
+            var valueEnd = i
+            guard Array(buffer[nameStart..<nameEnd]) == key else { continue }
+            while valueStart < valueEnd, buffer[valueStart] == 0x20 || buffer[valueStart] == 0x09 { valueStart += 1 }
+            while valueEnd > valueStart, buffer[valueEnd - 1] == 0x20 || buffer[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            guard valueEnd > valueStart else { continue }
+            let value = PercentDecoding.decode(String(decoding: buffer[valueStart..<valueEnd], as: UTF8.self)).trimmingWhitespace()
+            if !value.isEmpty { return value }
+        }
+        return nil
+    }
+
+    @Test("random headers and queries: the byte-by-byte rule's answer")
+    func sameAsReference() {
+        var rng = OutputSafetyTests.Generator(state: 5)
+        let alphabet = Array("ab=;&# \t%2x_".utf8)
+        for _ in 0..<100_000 {
+            let length = Int.random(in: 0...40, using: &rng)
+            let text = String(decoding: (0..<length).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self)
+            let name = ["a", "ab", "b", "_a", "a b"].randomElement(using: &rng)!
+            for (separator, end) in [(UInt8(ascii: ";"), UInt8?.none), (UInt8(ascii: "&"), UInt8(ascii: "#"))] {
+                #expect(Bytes.pairValue(named: name, in: text, separator: separator, end: end) == Self.reference(name, text, separator: separator, end: end),
+                        "\(name) in \(text.debugDescription)")
+            }
         }
     }
 }
