@@ -558,6 +558,11 @@ public struct JSONWriter {
     /// Writes `prefix"key":` (`prefix`: a `,`, or an object's opening) with one reservation:
     /// an event writes some forty member names.
     public mutating func member(_ key: StaticString, after prefix: StaticString) {
+        if key.hasPointerRepresentation, prefix.hasPointerRepresentation {
+            member(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount),
+                   after: UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+            return
+        }
         // withUTF8Buffer, not utf8Start: a one-character literal may be held as a scalar.
         prefix.withUTF8Buffer { prefix in
             key.withUTF8Buffer { key in
@@ -571,6 +576,36 @@ public struct JSONWriter {
                 count &+= 2
             }
         }
+    }
+
+    /// Writes `,"key":` (the members after an object's first).
+    public mutating func nextMember(_ key: StaticString) {
+        guard key.hasPointerRepresentation else { member(key, after: ","); return }
+        member(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount), after: UInt8(ascii: ","))
+    }
+
+    @inline(__always)
+    private mutating func member(_ key: UnsafeBufferPointer<UInt8>, after prefix: UnsafeBufferPointer<UInt8>) {
+        reserve(prefix.count &+ key.count &+ 3)
+        copyReserved(prefix, 0, prefix.count)
+        base[count] = UInt8(ascii: "\"")
+        count &+= 1
+        copyReserved(key, 0, key.count)
+        base[count] = UInt8(ascii: "\"")
+        base[count &+ 1] = UInt8(ascii: ":")
+        count &+= 2
+    }
+
+    @inline(__always)
+    private mutating func member(_ key: UnsafeBufferPointer<UInt8>, after prefix: UInt8) {
+        reserve(key.count &+ 4)
+        base[count] = prefix
+        base[count &+ 1] = UInt8(ascii: "\"")
+        count &+= 2
+        copyReserved(key, 0, key.count)
+        base[count] = UInt8(ascii: "\"")
+        base[count &+ 1] = UInt8(ascii: ":")
+        count &+= 2
     }
 
     public mutating func string(_ value: String) {

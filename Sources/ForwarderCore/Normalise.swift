@@ -61,7 +61,10 @@ public enum Normalise {
     /// integer (exact below 2^53) divided by an exact power of ten is the correctly rounded
     /// value (one IEEE division of exact operands; Clinger's fast path), so it equals
     /// `Double(text)`. Anything else (exponents, more digits, `+`) is nil: the caller parses it.
-    static func plainDecimal(_ text: String) -> Double? { plainDecimal(utf8: text.utf8) }
+    static func plainDecimal(_ text: String) -> Double? {
+        var text = text
+        return text.withUTF8 { plainDecimal(utf8: $0) }  // a buffer: a small String's view unpacks it per byte
+    }
 
     /// ``plainDecimal(_:)`` of text's UTF-8 bytes (a payload's number, read in place).
     static func plainDecimal<Bytes: Sequence<UInt8>>(utf8: Bytes) -> Double? {
@@ -278,10 +281,14 @@ public enum EventTime {
     /// Digits with an optional fraction and exponent (`1639044446636`, `1.639044446636E12`, as
     /// Java/Jackson write doubles).
     private static func fromEpoch(_ text: String) -> Int64? {
-        guard let first = text.utf8.first, Normalise.isDigit(first),
-              text.utf8.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E")
-                  || $0 == UInt8(ascii: "+") }),
-              let number = Normalise.plainDecimal(text) ?? Double(text), number.isFinite, number > 0,
+        var text = text
+        let plain: Double?? = text.withUTF8 { bytes in  // a buffer: a small String's view unpacks it per byte
+            guard let first = bytes.first, Normalise.isDigit(first),
+                  bytes.allSatisfy({ Normalise.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E")
+                      || $0 == UInt8(ascii: "+") }) else { return .none }
+            return .some(Normalise.plainDecimal(utf8: bytes))
+        }
+        guard case .some(let fast) = plain, let number = fast ?? Double(text), number.isFinite, number > 0,
               number < 1e16 else { return nil }  // 10^16 ms is the year 318,857: beyond that it is not a time
         return number >= 1e11 ? Int64(checked: number / 1000) : Int64(checked: number)
     }

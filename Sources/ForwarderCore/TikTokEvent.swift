@@ -248,7 +248,7 @@ private struct FieldList {
     }
 
     mutating func key(_ name: StaticString, _ w: inout JSONWriter) {
-        w.member(name, after: count == 0 ? opening : ",")
+        if count == 0 { w.member(name, after: opening) } else { w.nextMember(name) }
         count += 1
     }
 
