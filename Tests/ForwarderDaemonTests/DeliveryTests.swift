@@ -267,20 +267,22 @@ struct PolicyTests {
 
 @Suite("--until-drained: when to count the backlog again")
 struct DrainCheckTests {
-    @Test("half the time the rest takes at the measured rate, between 100 ms and 1 s")
+    @Test("half the time the rest takes at the measured rate, between 20 ms and 1 s")
     func followsTheRate() {
         // No earlier count: the 50,000/s guess (200,000 rows: 2 s, half capped to 1 s).
         #expect(Daemon.drainCheckDelay(unfinished: 200_000, now: 0, previous: nil) == 1_000)
         #expect(Daemon.drainCheckDelay(unfinished: 20_000, now: 0, previous: nil) == 200)
         // 90,000 rows fell in 1 s: 110,000 left take ~1.22 s, looked at again in ~611 ms.
         #expect(Daemon.drainCheckDelay(unfinished: 110_000, now: 1_000, previous: (0, 200_000)) == 611)
-        // Near the end the floor: at most ~100 ms between the drain and the exit.
-        #expect(Daemon.drainCheckDelay(unfinished: 4_000, now: 2_000, previous: (1_900, 13_000)) == 100)
+        // Near the end: 4,000 rows at 90,000/s take ~44 ms, looked at again in 22 ms.
+        #expect(Daemon.drainCheckDelay(unfinished: 4_000, now: 2_000, previous: (1_900, 13_000)) == 22)
+        // Then the floor: at most ~20 ms between the drain and the exit.
+        #expect(Daemon.drainCheckDelay(unfinished: 500, now: 2_000, previous: (1_900, 13_000)) == 20)
         // A backlog that grew (producers outpace the drain) or a clock that stood still: the guess.
         #expect(Daemon.drainCheckDelay(unfinished: 60_000, now: 1_000, previous: (0, 50_000)) == 600)
         #expect(Daemon.drainCheckDelay(unfinished: 60_000, now: 0, previous: (0, 70_000)) == 600)
         // A very slow fall: never more than 1 s.
         #expect(Daemon.drainCheckDelay(unfinished: 1_000_000, now: 1_000, previous: (0, 1_000_001)) == 1_000)
-        #expect(Daemon.drainCheckDelay(unfinished: 0, now: 5, previous: (0, .max)) == 100)
+        #expect(Daemon.drainCheckDelay(unfinished: 0, now: 5, previous: (0, .max)) == 20)
     }
 }
