@@ -441,6 +441,38 @@ enum JSONBytes {
         return special == 0 ? buffer.count : i &+ special.trailingZeroBitCount &>> 3
     }
 
+    /// The offset of the `"` that closes a string whose content starts at `start`, when no
+    /// `\\` or control byte comes before it; nil otherwise (an escape, an error, no end).
+    /// Eight bytes at a time, telling the quote from the other special bytes by their own
+    /// masks (each mask's lowest flagged byte is exact: a false flag only ever sits above a
+    /// true match of the same test), so the byte found is not read again.
+    @inline(__always)
+    static func closingQuote(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard let base = buffer.baseAddress else { return nil }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        var i = start
+        while i &+ 8 <= buffer.count {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let quotes = (quote &- ones) & ~quote & high
+            let others = (((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)) & high
+            if quotes | others != 0 {
+                guard quotes != 0, others == 0 || quotes.trailingZeroBitCount < others.trailingZeroBitCount else { return nil }
+                return i &+ quotes.trailingZeroBitCount &>> 3
+            }
+            i &+= 8
+        }
+        while i < buffer.count {
+            let byte = buffer[i]
+            if byte == 0x22 { return i }
+            if byte == 0x5C || byte < 0x20 { return nil }
+            i &+= 1
+        }
+        return nil
+    }
+
     /// The high bit of each byte of the 8 at `pointer` that is `"`, `\\` or below 0x20, in
     /// little-endian order (bytes ≥ 0x80 never match).
     @inline(__always)
@@ -565,16 +597,7 @@ public struct JSONWriter {
         }
         // withUTF8Buffer, not utf8Start: a one-character literal may be held as a scalar.
         prefix.withUTF8Buffer { prefix in
-            key.withUTF8Buffer { key in
-                reserve(prefix.count &+ key.count &+ 3)
-                copyReserved(prefix, 0, prefix.count)
-                base[count] = UInt8(ascii: "\"")
-                count &+= 1
-                copyReserved(key, 0, key.count)
-                base[count] = UInt8(ascii: "\"")
-                base[count &+ 1] = UInt8(ascii: ":")
-                count &+= 2
-            }
+            key.withUTF8Buffer { key in member(key, after: prefix) }
         }
     }
 
@@ -701,7 +724,9 @@ public struct JSONWriter {
     /// Integral values print without a fraction (`16`, not `16.0`); others in the shortest
     /// form that reads back exactly. Non-finite values cannot be JSON: callers never pass them.
     public mutating func number(_ value: Double) {
-        if value.rounded() == value, abs(value) < 1e15 {
+        // Integral below 10^15: the truncating conversion gives the value back (no call to
+        // libm's round, which `rounded()` makes).
+        if abs(value) < 1e15, Double(Int64(value)) == value {
             integer(Int64(value))
         } else if !decimal(value) {
             var text = value.description
@@ -724,10 +749,11 @@ public struct JSONWriter {
         for k in 1...15 {
             let power = Self.powersOfTen[k]
             let scale = Double(power)
-            let scaled = (magnitude * scale).rounded()
-            guard scaled < 1e15 else { return false }
-            guard scaled / scale == magnitude else { continue }
-            let units = UInt64(scaled)
+            let product = magnitude * scale
+            guard product < 1e15 else { return false }
+            // The nearest integer (half up; a wrong neighbour fails the check below).
+            let units = UInt64(product + 0.5)
+            guard Double(units) / scale == magnitude else { continue }
             reserve(40)
             if value < 0 { base[count] = UInt8(ascii: "-"); count &+= 1 }
             integer(Int64(units / power))
@@ -878,16 +904,10 @@ extension JSONParser {
         let open = position
         var escaped = false
         // Fast path: no escape before the closing quote (nearly every string in an event).
-        var scan = JSONBytes.plainRunEnd(buffer, from: position + 1)
-        while scan < buffer.count {
-            let byte = buffer[scan]
-            if byte == UInt8(ascii: "\"") { break }
-            if byte == UInt8(ascii: "\\") || byte < 0x20 { escaped = true; break }
-            scan += 1
-        }
-        if !escaped, scan < buffer.count {
-            position = scan + 1
+        if let close = JSONBytes.closingQuote(buffer, from: position + 1) {
+            position = close + 1
         } else {
+            escaped = true
             try skipString()  // the full grammar: escapes, and the errors
         }
         nodes.append(JSONTape.Node(kind: escaped ? .escapedString : .string, start: Int32(truncatingIfNeeded: open + 1),

@@ -103,7 +103,8 @@ public enum Normalise {
 
     /// The whole number `number` is, or nil (a fraction, or too large to be exact).
     static func integer(number: Double?) -> Int64? {
-        guard let number, number.rounded() == number, abs(number) < 9e15 else { return nil }
+        // The truncating conversion gives an integral value back (no call to libm's round).
+        guard let number, abs(number) < 9e15, Double(Int64(number)) == number else { return nil }
         return Int64(number)
     }
 
