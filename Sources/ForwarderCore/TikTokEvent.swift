@@ -186,17 +186,20 @@ public struct TikTokEvent: Sendable, Equatable {
         if !properties.contents.isEmpty {
             fields.key("contents", &w)
             w.raw(UInt8(ascii: "["))
-            for (i, content) in properties.contents.enumerated() {
-                if i > 0 { w.raw(UInt8(ascii: ",")) }
-                var inner = FieldList("{")
-                inner.string("content_id", content.contentID, &w)
-                inner.string("content_name", content.contentName, &w)
-                inner.string("content_category", content.contentCategory, &w)
-                inner.string("brand", content.brand, &w)
-                inner.number("price", content.price, &w)
-                inner.integer("quantity", content.quantity, &w)
-                inner.string("content_type", content.contentType, &w)
-                inner.close(&w, always: true)
+            // Read in place: a copy of each content (and its release) cost more than writing it.
+            properties.contents.withUnsafeBufferPointer { contents in
+                for i in contents.indices {
+                    if i > 0 { w.raw(UInt8(ascii: ",")) }
+                    var inner = FieldList("{")
+                    inner.string("content_id", contents[i].contentID, &w)
+                    inner.string("content_name", contents[i].contentName, &w)
+                    inner.string("content_category", contents[i].contentCategory, &w)
+                    inner.string("brand", contents[i].brand, &w)
+                    inner.number("price", contents[i].price, &w)
+                    inner.integer("quantity", contents[i].quantity, &w)
+                    inner.string("content_type", contents[i].contentType, &w)
+                    inner.close(&w, always: true)
+                }
             }
             w.raw(UInt8(ascii: "]"))
         }

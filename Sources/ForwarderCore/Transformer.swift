@@ -571,6 +571,13 @@ public final class Transformer {
         }
     }
 
+    /// Adds an item's content, and its id to the content ids, unless it has no field at all.
+    private static func add(_ content: consuming TikTokEvent.Content, to properties: inout TikTokEvent.Properties) {
+        guard !content.isEmpty else { return }
+        if let id = content.contentID { properties.contentIDs.append(id) }
+        properties.contents.append(content)
+    }
+
     /// One content per source item, each field from the item's own paths.
     private func fillContents<S: PathReadable>(from items: [S], _ plan: Plan, into properties: inout TikTokEvent.Properties, warnings: inout [String]) {
         var badPrices = 0
@@ -619,9 +626,7 @@ public final class Transformer {
                 if let type = type?.text {
                     if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
                 }
-                guard !content.isEmpty else { continue }
-                if let id = content.contentID { properties.contentIDs.append(id) }
-                properties.contents.append(content)
+                Self.add(content, to: &properties)
                 continue
             }
             var content = TikTokEvent.Content()
@@ -638,9 +643,7 @@ public final class Transformer {
             if let type = resolveText(.itemContentType, in: item, plan) {
                 if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
             }
-            guard !content.isEmpty else { continue }
-            if let id = content.contentID { properties.contentIDs.append(id) }
-            properties.contents.append(content)
+            Self.add(content, to: &properties)
         }
         if numItems > 0 { properties.numItems = numItems }
         if badPrices > 0 { warnings.append("properties.contents.price: \(badPrices) not a number; dropped") }
