@@ -122,6 +122,8 @@ protocol PathReadable {
 extension PathReadable {
     /// ``Normalise/integer(_:)`` of this value.
     var integerValue: Int64? { Normalise.integer(number: numericValue) }
+    /// The value itself when it is present (``isPresent``), else nil.
+    var presentValue: Self? { isPresent ? self : nil }
 }
 
 extension PathReadable {

@@ -401,13 +401,10 @@ public final class Transformer {
     /// ``resolve(_:in:_:)`` as a number (``Normalise/number(_:)``), read in place: nil when no
     /// value is present, `.some(nil)` when the one present is not a number.
     private func resolveNumber<S: PathReadable>(_ field: TargetField, in source: S, _ plan: Plan) -> Double?? {
-        if let found = firstAlongPaths(field, in: source, plan, Self.present) { return .some(found.numericValue) }
+        if let found = firstAlongPaths(field, in: source, plan, { $0.presentValue }) { return .some(found.numericValue) }
         if let constant = plan[field].constant, Normalise.isPresent(constant) { return .some(Normalise.number(constant)) }
         return nil
     }
-
-    /// The value itself when it is present (``Normalise/isPresent(_:)``).
-    private static func present<S: PathReadable>(_ value: S) -> S? { value.isPresent ? value : nil }
 
     /// `read` of the value at each of `field`'s paths in turn, the first that is not nil: the
     /// located slots of a document's view, else the paths walked.
@@ -503,7 +500,7 @@ public final class Transformer {
         var dropped = 0
         // The value is read in place (an array's elements, or the value itself); a constant
         // takes the same steps on its JSON.
-        if let found = firstAlongPaths(field, in: source, plan, Self.present) {
+        if let found = firstAlongPaths(field, in: source, plan, { $0.presentValue }) {
             if let elements = found.arrayElements {
                 for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
             } else {
@@ -617,10 +614,10 @@ public final class Transformer {
                 }
                 var content = TikTokEvent.Content(contentID: id?.text ?? productID?.text, contentName: name?.text,
                                                   contentCategory: category?.text, brand: brand?.text)
-                if let raw = price.flatMap(Self.present) ?? productPrice.flatMap(Self.present) {
+                if let raw = price?.presentValue ?? productPrice?.presentValue {
                     if let price = raw.numericValue { content.price = price } else { badPrices += 1 }
                 }
-                if let raw = quantity.flatMap(Self.present) {
+                if let raw = quantity?.presentValue {
                     if let quantity = raw.integerValue { content.quantity = quantity } else { badQuantities += 1 }
                 }
                 if let type = type?.text {

@@ -108,12 +108,13 @@ public final class Daemon {
         logger.notice("started", metadata: started)
         notifier.notify("READY=1\nSTATUS=started\nMAINPID=\(getpid())")
 
+        var threads: [WorkerThread] = []
         for index in 0..<settings.maxInFlight {
             let configuration = configuration
             let owner = owner
             let logger = logger
             let clock = clock
-            let thread = Thread {
+            threads.append(try WorkerThread(name: "delivery-\(index)") {
                 defer {
                     workers.finished(index)
                     SignalPipe.wake()  // a stopping supervisor exits at once, not at its next tick
@@ -126,9 +127,7 @@ public final class Daemon {
                     workers.failed()
                     control.stop()
                 }
-            }
-            thread.name = "delivery-\(index)"
-            thread.start()
+            })
         }
 
         var stopDeadline: UnixMillis?
@@ -286,6 +285,9 @@ public final class Daemon {
             // under them. Their rows stay in flight and are reclaimed at the next start.
             _exit(exitCode)
         }
+        // Finished workers may still be unwinding their threads (thread-local destructors,
+        // OpenSSL's among them): the exit handlers run only once every thread is gone.
+        for thread in threads { thread.join() }
         return exitCode
     }
 
@@ -405,6 +407,50 @@ public final class Daemon {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
         return String(cString: buffer).replacingOccurrences(of: ":", with: "_")
+    }
+}
+
+/// Why the daemon could not run (besides configuration and database errors).
+struct DaemonError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A worker's thread, which the supervisor can join (`Foundation.Thread` cannot be joined):
+/// it returns once the thread has exited, its thread-local destructors run.
+final class WorkerThread {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    private var thread = pthread_t()
+    private var joined = false
+
+    init(name: String, _ run: @escaping @Sendable () -> Void) throws {
+        let named: @Sendable () -> Void = {
+            // The thread's name in ps, top and gdb; the kernel keeps 15 bytes.
+            var bytes = Array(name.utf8.prefix(15)) + [0]
+            bytes.withUnsafeMutableBufferPointer { _ = linuxPrctl(15 /* PR_SET_NAME */, UInt(bitPattern: $0.baseAddress), 0, 0, 0) }
+            run()
+        }
+        let body = Unmanaged.passRetained(Body(named)).toOpaque()
+        let status = pthread_create(&thread, nil, { context in
+            let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+            body.run()
+            return nil
+        }, body)
+        guard status == 0 else {
+            Unmanaged<Body>.fromOpaque(body).release()
+            throw DaemonError("could not start a delivery thread: \(String(cString: strerror(status)))")
+        }
+    }
+
+    /// Waits for the thread to exit (once).
+    func join() {
+        guard !joined else { return }
+        joined = true
+        _ = pthread_join(thread, nil)
     }
 }
 

@@ -306,10 +306,12 @@ struct DaemonTests {
     func retention() throws {
         let rig = try Rig()
         try rig.enqueue(Rig.events(300) + [NewEvent(eventID: "junk", payload: "nope")])
-        #expect(try rig.daemon(["--until-drained"], name: "first").wait(timeout: 60) == 0)
+        let first = try rig.daemon(["--until-drained"], name: "first")
+        #expect(first.wait(timeout: 60) == 0, "\(first.stderr)")
         #expect(try rig.stats().count(.delivered) == 300)
         usleep(20_000)
-        #expect(try rig.daemon(["--until-drained", "--retention", "10ms"], name: "second").wait(timeout: 60) == 0)
+        let second = try rig.daemon(["--until-drained", "--retention", "10ms"], name: "second")
+        #expect(second.wait(timeout: 60) == 0, "\(second.stderr)")
         let stats = try rig.stats()
         #expect(stats.count(.delivered) == 0 && stats.count(.dead) == 1)
     }
