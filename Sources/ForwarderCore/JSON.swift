@@ -449,15 +449,11 @@ enum JSONBytes {
     @inline(__always)
     static func closingQuote(_ buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         guard let base = buffer.baseAddress else { return nil }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
         var i = start
         while i &+ 8 <= buffer.count {
-            let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            let quotes = (quote &- ones) & ~quote & high
-            let others = (((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)) & high
+            let word = self.word(at: base + i)
+            let quotes = flags(word, equalTo: 0x22)
+            let others = flags(word, equalTo: 0x5C) | flagsBelow0x20(word)
             if quotes | others != 0 {
                 guard quotes != 0, others == 0 || quotes.trailingZeroBitCount < others.trailingZeroBitCount else { return nil }
                 return i &+ quotes.trailingZeroBitCount &>> 3
@@ -477,12 +473,30 @@ enum JSONBytes {
     /// little-endian order (bytes ≥ 0x80 never match).
     @inline(__always)
     private static func specialBytes(at pointer: UnsafePointer<UInt8>) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let word = UInt64(littleEndian: UnsafeRawPointer(pointer).loadUnaligned(as: UInt64.self))
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        return (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)) & high
+        let word = self.word(at: pointer)
+        return flags(word, equalTo: 0x22) | flags(word, equalTo: 0x5C) | flagsBelow0x20(word)
+    }
+
+    /// The 8 bytes at `pointer`, the first in the lowest bits.
+    @inline(__always)
+    static func word(at pointer: UnsafePointer<UInt8>) -> UInt64 {
+        UInt64(littleEndian: UnsafeRawPointer(pointer).loadUnaligned(as: UInt64.self))
+    }
+
+    /// The high bit of each byte of `word` that is `byte`. The lowest flag is exact; a byte
+    /// just above a true match may be flagged too (the borrow), never one below it, so the
+    /// lowest flag of any union of these masks is the first byte that matches any of them.
+    @inline(__always)
+    static func flags(_ word: UInt64, equalTo byte: UInt8) -> UInt64 {
+        let x = word ^ (0x0101_0101_0101_0101 &* UInt64(byte))
+        return (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+    }
+
+    /// The high bit of each byte of `word` below 0x20 (bytes ≥ 0x80 never), with the same
+    /// exactness as ``flags(_:equalTo:)``.
+    @inline(__always)
+    static func flagsBelow0x20(_ word: UInt64) -> UInt64 {
+        (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080
     }
 }
 

@@ -124,9 +124,6 @@ extension PathReadable {
     var integerValue: Int64? { Normalise.integer(number: numericValue) }
     /// The value itself when it is present (``isPresent``), else nil.
     var presentValue: Self? { isPresent ? self : nil }
-}
-
-extension PathReadable {
     /// The value at `path`, materialised.
     func value(at path: [String]) -> JSON? { document(at: path)?.json }
     /// ``Normalise/text(_:)`` of the value at `path`.

@@ -477,13 +477,9 @@ enum Bytes {
     static func firstOf(_ a: UInt8, _ b: UInt8, _ c: UInt8, in buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
         var i = start
         if let base = buffer.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
             while i &+ 8 <= buffer.count {
-                let word = UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-                let x = word ^ (ones &* UInt64(a)), y = word ^ (ones &* UInt64(b)), z = word ^ (ones &* UInt64(c))
-                // The lowest flagged byte is the first match (the zero-byte test can flag a
-                // byte above a true match, never below it).
-                let found = (((x &- ones) & ~x) | ((y &- ones) & ~y) | ((z &- ones) & ~z)) & high
+                let word = JSONBytes.word(at: base + i)
+                let found = JSONBytes.flags(word, equalTo: a) | JSONBytes.flags(word, equalTo: b) | JSONBytes.flags(word, equalTo: c)
                 if found != 0 { return i &+ found.trailingZeroBitCount &>> 3 }
                 i &+= 8
             }
@@ -494,6 +490,12 @@ enum Bytes {
             i &+= 1
         }
         return i
+    }
+
+    /// The first offset at or after `start` holding `byte`, or `buffer.count`.
+    @inline(__always)
+    static func firstOf(_ byte: UInt8, in buffer: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        firstOf(byte, byte, byte, in: buffer, from: start)
     }
 
     /// A set of one byte below 0x40, as a bit (sets are unions: `set(a) | set(b)`).
@@ -539,7 +541,7 @@ enum PercentDecoding {
     }
 
     static func decode(_ b: UnsafeBufferPointer<UInt8>) -> String {
-        guard Bytes.firstOf(UInt8(ascii: "%"), UInt8(ascii: "%"), UInt8(ascii: "%"), in: b, from: 0) < b.count else { return String(decoding: b, as: UTF8.self) }
+        guard Bytes.firstOf(UInt8(ascii: "%"), in: b, from: 0) < b.count else { return String(decoding: b, as: UTF8.self) }
         var out: [UInt8] = []
         out.reserveCapacity(b.count)
         var i = 0

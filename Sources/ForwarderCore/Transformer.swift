@@ -61,9 +61,6 @@ public final class Transformer {
             for list in lists { slotStart.append(slotStart.last! + Int32(list.count)) }
         }
 
-        /// The slot of `field`'s `k`-th path.
-        func slot(_ field: TargetField, _ k: Int) -> Int32 { slotTable[Int(slotStart[field.ordinal]) + k] }
-
         func copy() -> Plan { Plan(sources: sources, customFields: customFields, advertisingIDFallback: advertisingIDFallback) }
     }
 
@@ -274,7 +271,7 @@ public final class Transformer {
         // properties
         // The items are read in place (each item's fields looked up in the payload), unless
         // they come from a configured constant.
-        if let items = plan[.contents].paths.indices.lazy.compactMap({ source.document(at: plan[.contents].paths[$0], slot: plan.slot(.contents, $0)) }).first(where: \.isPresent) {
+        if let items = firstAlongPaths(.contents, in: source, plan, { $0.presentValue }) {
             if let elements = items.arrayElements {
                 fillContents(from: elements, plan, into: &event.properties, warnings: &warnings)
             } else {
@@ -498,20 +495,18 @@ public final class Transformer {
                                                ascii: ASCIINormalisation? = nil, normalise: (String) -> String?) -> [String] {
         var result: [String] = []
         var dropped = 0
-        // The value is read in place (an array's elements, or the value itself); a constant
-        // takes the same steps on its JSON.
+        // An array's elements, or the value itself: read in place, or a constant's JSON.
+        func addAll<T: PathReadable>(_ value: T) {
+            guard let elements = value.arrayElements else {
+                addDigest(of: value, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped)  // no one-element array
+                return
+            }
+            for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
+        }
         if let found = firstAlongPaths(field, in: source, plan, { $0.presentValue }) {
-            if let elements = found.arrayElements {
-                for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
-            } else {
-                addDigest(of: found, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped)
-            }
+            addAll(found)
         } else if let constant = plan[field].constant, Normalise.isPresent(constant) {
-            if case .array(let elements) = constant {
-                for element in elements { addDigest(of: element, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped) }
-            } else {
-                addDigest(of: constant, ascii: ascii, normalise: normalise, to: &result, dropped: &dropped)
-            }
+            addAll(constant)
         }
         if dropped > 0 {
             warnings.append("\(field.rawValue): \(dropped) invalid value\(dropped == 1 ? "" : "s") dropped")

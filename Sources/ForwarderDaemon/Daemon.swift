@@ -114,20 +114,29 @@ public final class Daemon {
             let owner = owner
             let logger = logger
             let clock = clock
-            threads.append(try WorkerThread(name: "delivery-\(index)") {
-                defer {
-                    workers.finished(index)
-                    SignalPipe.wake()  // a stopping supervisor exits at once, not at its next tick
+            let thread: WorkerThread
+            do {
+                thread = try WorkerThread(name: "delivery-\(index)") {
+                    defer {
+                        workers.finished(index)
+                        SignalPipe.wake()  // a stopping supervisor exits at once, not at its next tick
+                    }
+                    do {
+                        try Self.work(index: index, configuration: configuration, owner: owner, control: control, workers: workers,
+                                      tokens: tokens, clock: clock, logger: logger, metrics: metrics, trackURL: trackURL)
+                    } catch {
+                        logger.critical("delivery worker stopped: \(error)")
+                        workers.failed()
+                        control.stop()
+                    }
                 }
-                do {
-                    try Self.work(index: index, configuration: configuration, owner: owner, control: control, workers: workers,
-                                  tokens: tokens, clock: clock, logger: logger, metrics: metrics, trackURL: trackURL)
-                } catch {
-                    logger.critical("delivery worker stopped: \(error)")
-                    workers.failed()
-                    control.stop()
-                }
-            })
+            } catch {
+                // Stop the workers already started, and let them finish, before the error ends the process.
+                control.stop()
+                for running in threads { running.join() }
+                throw error
+            }
+            threads.append(thread)
         }
 
         var stopDeadline: UnixMillis?
@@ -250,8 +259,8 @@ public final class Daemon {
                 if untilDrained, stopDeadline == nil, now >= next.drained {
                     // A count is an index scan (on PostgreSQL, of every unfinished row): with a
                     // large backlog, look again in about half the time it would take at the
-                    // rate it fell since the last count, so the exit follows the drain within
-                    // ~100 ms and a large backlog is not counted over and over.
+                    // rate it fell since the last count (every 20 ms near the end), so the exit
+                    // follows the drain closely and a large backlog is not counted over and over.
                     let unfinished = try store.unfinishedCount()
                     next.drained = now + Self.drainCheckDelay(unfinished: unfinished, now: now, previous: lastCount)
                     lastCount = (now, unfinished)
@@ -442,7 +451,7 @@ final class WorkerThread {
         }, body)
         guard status == 0 else {
             Unmanaged<Body>.fromOpaque(body).release()
-            throw DaemonError("could not start a delivery thread: \(String(cString: strerror(status)))")
+            throw DaemonError("could not start a delivery thread: \(String(validatingCString: strerror(status)) ?? "error \(status)")")
         }
     }
 
