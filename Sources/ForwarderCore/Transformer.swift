@@ -567,7 +567,7 @@ public final class Transformer {
     private static func add(_ content: consuming TikTokEvent.Content, to properties: inout TikTokEvent.Properties) {
         guard !content.isEmpty else { return }
         if let id = content.contentID { properties.contentIDs.append(id) }
-        properties.contents.append(content)
+        properties.contents.append(consume content)
     }
 
     /// One content per source item, each field from the item's own paths.
@@ -607,35 +607,35 @@ public final class Transformer {
                     default: break
                     }
                 }
-                var content = TikTokEvent.Content(contentID: id?.text ?? productID?.text, contentName: name?.text,
-                                                  contentCategory: category?.text, brand: brand?.text)
+                var priceValue: Double?, quantityValue: Int64?, typeValue: String?
                 if let raw = price?.presentValue ?? productPrice?.presentValue {
-                    if let price = raw.numericValue { content.price = price } else { badPrices += 1 }
+                    if let price = raw.numericValue { priceValue = price } else { badPrices += 1 }
                 }
                 if let raw = quantity?.presentValue {
-                    if let quantity = raw.integerValue { content.quantity = quantity } else { badQuantities += 1 }
+                    if let quantity = raw.integerValue { quantityValue = quantity } else { badQuantities += 1 }
                 }
                 if let type = type?.text {
-                    if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
+                    if let known = ContentType(rawValue: type) { typeValue = known.rawValue } else { badTypes += 1 }
                 }
-                Self.add(content, to: &properties)
+                Self.add(TikTokEvent.Content(contentID: id?.text ?? productID?.text, contentName: name?.text, contentCategory: category?.text,
+                                             brand: brand?.text, price: priceValue, quantity: quantityValue, contentType: typeValue),
+                         to: &properties)
                 continue
             }
-            var content = TikTokEvent.Content()
-            content.contentID = resolveText(.itemID, in: item, plan)
-            content.contentName = resolveText(.itemName, in: item, plan)
-            content.contentCategory = resolveText(.itemCategory, in: item, plan)
-            content.brand = resolveText(.itemBrand, in: item, plan)
+            var priceValue: Double?, quantityValue: Int64?, typeValue: String?
             if let found = resolveNumber(.itemPrice, in: item, plan) {
-                if let price = found { content.price = price } else { badPrices += 1 }
+                if let price = found { priceValue = price } else { badPrices += 1 }
             }
             if let found = resolveNumber(.itemQuantity, in: item, plan) {
-                if let quantity = Normalise.integer(number: found) { content.quantity = quantity } else { badQuantities += 1 }
+                if let quantity = Normalise.integer(number: found) { quantityValue = quantity } else { badQuantities += 1 }
             }
             if let type = resolveText(.itemContentType, in: item, plan) {
-                if let known = ContentType(rawValue: type) { content.contentType = known.rawValue } else { badTypes += 1 }
+                if let known = ContentType(rawValue: type) { typeValue = known.rawValue } else { badTypes += 1 }
             }
-            Self.add(content, to: &properties)
+            Self.add(TikTokEvent.Content(contentID: resolveText(.itemID, in: item, plan), contentName: resolveText(.itemName, in: item, plan),
+                                         contentCategory: resolveText(.itemCategory, in: item, plan), brand: resolveText(.itemBrand, in: item, plan),
+                                         price: priceValue, quantity: quantityValue, contentType: typeValue),
+                     to: &properties)
         }
         if numItems > 0 { properties.numItems = numItems }
         if badPrices > 0 { warnings.append("properties.contents.price: \(badPrices) not a number; dropped") }
