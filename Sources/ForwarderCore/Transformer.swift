@@ -581,6 +581,7 @@ public final class Transformer {
         for item in items {
             guard item.isObject else { continue }
             numItems += 1
+            var priceValue: Double?, quantityValue: Int64?, typeValue: String?
             if plan.defaultItemFields {
                 // The spec's item paths: the item's members and its product's, each found in
                 // one pass (the first member of a name, as a path lookup finds it).
@@ -607,7 +608,6 @@ public final class Transformer {
                     default: break
                     }
                 }
-                var priceValue: Double?, quantityValue: Int64?, typeValue: String?
                 if let raw = price?.presentValue ?? productPrice?.presentValue {
                     if let price = raw.numericValue { priceValue = price } else { badPrices += 1 }
                 }
@@ -622,7 +622,6 @@ public final class Transformer {
                          to: &properties)
                 continue
             }
-            var priceValue: Double?, quantityValue: Int64?, typeValue: String?
             if let found = resolveNumber(.itemPrice, in: item, plan) {
                 if let price = found { priceValue = price } else { badPrices += 1 }
             }
