@@ -1,6 +1,7 @@
 import Glibc
 import CSQLite
 import Synchronization
+import Dispatch
 
 /// Nanoseconds this process has held SQLite's write lock (inside `writeTransaction`, from
 /// `BEGIN IMMEDIATE` to `COMMIT`), over every connection: producers wait while it is held,
@@ -134,8 +135,13 @@ public final class SQLiteConnection {
     }
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns, rolled back
-    /// if it throws. Keep it short: other writers wait while it runs.
+    /// if it throws. Keep it short: other writers wait while it runs. When this process has
+    /// started ``SQLiteWriteThread/shared`` (the daemon does), it runs there while the caller
+    /// waits.
     public func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        if let writer = SQLiteWriteThread.shared, !writer.isCurrent {
+            return try writer.run { try self.writeTransaction(body) }
+        }
         try execute("BEGIN IMMEDIATE")
         var held = timespec()
         clock_gettime(CLOCK_MONOTONIC, &held)
@@ -272,3 +278,89 @@ public final class SQLiteStatement {
         guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: connection.lastMessage, sql: sql) }
     }
 }
+
+/// A thread that runs write transactions for other threads, at the priority of the thread
+/// that started it.
+///
+/// Producers wait while any writer holds SQLite's write lock. The daemon's delivery workers
+/// run at a low CPU priority, so that the producers' processes get the cores first; but a
+/// worker holding the lock would then be preempted by anything of normal priority, and the
+/// producers would wait for the lock instead. So the daemon starts one of these (before it
+/// lowers the workers' priority), every write transaction in the process runs on it, and a
+/// worker waits for its transaction to finish. SQLite lets one writer in at a time anyway, so
+/// queueing them here costs no parallelism. (Measured in BENCHMARKS.md.)
+public final class SQLiteWriteThread: @unchecked Sendable {
+    private final class Job: @unchecked Sendable {
+        /// Taken by the write thread and released before `done` is signalled: the caller's
+        /// closure must not outlive its call (`withoutActuallyEscaping` checks).
+        var body: (() -> Void)?
+        let done = DispatchSemaphore(value: 0)
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    private static let installed = Mutex<SQLiteWriteThread?>(nil)
+
+    /// The process's write thread, once ``startShared()`` has run.
+    public static var shared: SQLiteWriteThread? { installed.withLock { $0 } }
+
+    /// Starts the process's write thread (once), at the calling thread's priority.
+    public static func startShared() throws {
+        try installed.withLock { current in
+            if current == nil { current = try SQLiteWriteThread() }
+        }
+    }
+
+    private let queue = Mutex<[Job]>([])
+    private let pending = DispatchSemaphore(value: 0)
+    private let started = DispatchSemaphore(value: 0)
+    private var thread = pthread_t()
+
+    /// Starts a write thread; it lives as long as the process.
+    init() throws {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var created = pthread_t()
+        let status = pthread_create(&created, nil, { context in
+            let writer = Unmanaged<SQLiteWriteThread>.fromOpaque(context!).takeRetainedValue()
+            _ = glibcSetThreadName(pthread_self(), "sqlite-writer")
+            writer.loop()
+        }, context)
+        guard status == 0 else {
+            Unmanaged<SQLiteWriteThread>.fromOpaque(context).release()
+            throw SQLiteError(code: SQLITE_ERROR, message: "could not start the SQLite write thread: \(String(validatingCString: strerror(status)) ?? "error \(status)")")
+        }
+        thread = created
+        started.signal()
+    }
+
+    /// Whether the calling thread is this write thread (whose transactions run in place).
+    var isCurrent: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+    private func loop() -> Never {
+        started.wait()  // `thread` is set
+        while true {
+            pending.wait()
+            let job = queue.withLock { $0.removeFirst() }
+            do {
+                let body = job.body.take()!
+                body()
+            }
+            job.done.signal()
+        }
+    }
+
+    /// Runs `body` on this thread and waits for it; its error, if any, is rethrown here.
+    func run<T>(_ body: () throws -> T) throws -> T {
+        var result: Result<T, any Error>?
+        withoutActuallyEscaping({ result = Result { try body() } }) { escapable in
+            let job = Job(escapable)
+            queue.withLock { $0.append(job) }
+            pending.signal()
+            job.done.wait()
+        }
+        return try result!.get()
+    }
+}
+
+/// glibc's `pthread_setname_np` (a GNU extension the Glibc module does not export).
+@_silgen_name("pthread_setname_np")
+private func glibcSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32
