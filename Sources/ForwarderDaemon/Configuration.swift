@@ -242,6 +242,7 @@ public enum ConfigKeys {
         "delivery.lease", "delivery.request_timeout", "delivery.connect_timeout", "delivery.max_attempts",
         "delivery.max_age", "delivery.backoff_base", "delivery.backoff_max", "delivery.probe_interval",
         "delivery.shutdown_budget", "delivery.retention", "delivery.dedup_window_margin", "delivery.keep_sent",
+        "delivery.worker_priority",
     ] + transformScalars
 
     public static func environmentName(_ key: String) -> String {
@@ -524,6 +525,9 @@ public struct DeliverySettings: Sendable, Equatable {
     /// Keep each delivered event as sent (hashed, as TikTok received it) until retention, for
     /// `tiktok-forwarder show`. Off by default: it writes each event once more.
     public var keepSent = false
+    /// The CPU priority of the delivery workers (transform, encoding, HTTP); the thread that
+    /// writes the outbox and the supervisor keep the process's own.
+    public var workerPriority = WorkerPriority.low
 
     public init() {}
 
@@ -534,6 +538,12 @@ public struct DeliverySettings: Sendable, Equatable {
         if let (t, o) = layers.scalar("delivery.max_batch_bytes") { d.maxBatchBytes = try C.integer(t, o, 4_096...(64 << 20)) }
         if let (t, o) = layers.scalar("delivery.max_in_flight") { d.maxInFlight = try C.integer(t, o, 1...64) }
         if let (t, o) = layers.scalar("delivery.keep_sent") { d.keepSent = try C.bool(t, o) }
+        if let (t, o) = layers.scalar("delivery.worker_priority") {
+            guard let priority = WorkerPriority(rawValue: t.trimmingWhitespace().lowercased()) else {
+                throw ConfigurationError("\(o): '\(t)' is not a worker priority: idle, low or normal")
+            }
+            d.workerPriority = priority
+        }
         if let (t, o) = layers.scalar("delivery.linger") { d.lingerMillis = try C.duration(t, o) }
         if let (t, o) = layers.scalar("delivery.request_timeout") { d.requestTimeoutMillis = max(1, try C.duration(t, o)) }
         if let (t, o) = layers.scalar("delivery.connect_timeout") { d.connectTimeoutMillis = max(1, try C.duration(t, o)) }
@@ -579,4 +589,23 @@ public enum AccessTokenFile {
         }
         return token
     }
+}
+
+/// How much of the CPU the delivery workers may take from the producers' processes.
+///
+/// Producers are the users' web requests, and a drain (a backlog after a TikTok outage) is
+/// CPU-bound: workers of the same priority as the producers delay their wake-ups and their
+/// commits by milliseconds on a saturated machine (measured in BENCHMARKS.md).
+public enum WorkerPriority: String, Sendable, Equatable, CaseIterable {
+    /// `SCHED_IDLE`: the workers run when the cores are otherwise free, and any process of
+    /// normal priority that wakes up preempts them at once. A host kept busy by other work
+    /// leaves the drain almost nothing (Linux gives an idle thread about 0.3 % of a core
+    /// against each busy process of normal priority), so a backlog waits for a quieter moment.
+    case idle
+    /// nice 10, the default: a process of normal priority gets about nine tenths of a core it
+    /// shares with a worker, so producers get the cores first, and a drain still progresses
+    /// on a busy host.
+    case low
+    /// The process's own priority: the workers compete with the producers as equals.
+    case normal
 }

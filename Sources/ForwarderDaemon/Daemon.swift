@@ -52,6 +52,9 @@ public final class Daemon {
             logger.notice("migrating the database", metadata: ["from": "\(version)", "to": "\(Migrator.latestVersion)"])
             notifier.notify("EXTEND_TIMEOUT_USEC=21600000000\nSTATUS=migrating the database from schema \(version) to \(Migrator.latestVersion) (a rebuild of the outbox takes ~30 s per million rows)")
         }
+        // Every SQLite write transaction runs on one thread of the process's priority, so the
+        // delivery workers can run at a lower one (see SQLiteWriteThread and WorkerPriority).
+        if !database.isPostgres { try SQLiteWriteThread.startShared() }
         let store = try database.open()  // migrates
         // The supervisor's reads are small; SQLite's default cache is 2 MB.
         try (store as? SQLiteOutboxStore)?.setCacheSize(kibibytes: 512)
@@ -97,7 +100,7 @@ public final class Daemon {
         let trackURL = CurlTransport.Configuration.trackURL(base: configuration.endpoint)
         var started: Logger.Metadata = [
             "version": "\(ForwarderVersion.string)", "db": "\(database.display)", "endpoint": "\(trackURL)",
-            "workers": "\(settings.maxInFlight)",
+            "workers": "\(settings.maxInFlight)", "worker_priority": "\(settings.workerPriority.rawValue)",
         ]
         if configuration.destinations.count == 1, let only = configuration.destinations.first {
             if only.eventSource == .web, let pixel = only.pixelCode { started["pixel_code"] = "\(pixel)" } else { started["event_source"] = "\(only.summary)" }
@@ -353,6 +356,10 @@ public final class Daemon {
     private static func work(index: Int, configuration: ForwarderConfiguration, owner: String, control: DeliveryControl, workers: Workers,
                              tokens: [TokenSource], clock: WallClock, logger: Logger, metrics: DaemonMetrics, trackURL: String) throws {
         let settings = configuration.delivery
+        if let failure = settings.workerPriority.applyToCurrentThread(), index == 0 {
+            logger.warning("could not lower the delivery workers' CPU priority: they compete with the producers for the cores",
+                           metadata: ["worker_priority": "\(settings.workerPriority.rawValue)", "error": "\(failure)"])
+        }
         let store = try OutboxDatabase(configuration.databasePath).open(migrate: false)
         try (store as? SQLiteOutboxStore)?.setCacheSize(kibibytes: 512)  // measured: −4 MB resident at 4 in flight, same drain speed
         let transport = try CurlTransport(configuration: .init(url: trackURL, connectTimeoutMillis: Int(settings.connectTimeoutMillis),
@@ -537,6 +544,24 @@ enum DatabaseFile {
         var s = stat()
         guard stat(path, &s) == 0 else { return nil }
         return [UInt64(s.st_dev), UInt64(s.st_ino)]
+    }
+}
+
+extension WorkerPriority {
+    /// Sets the calling thread's CPU priority (on Linux both calls act on the calling thread
+    /// only). Lowering needs no privilege. `nil`, or why it failed (e.g. a seccomp filter).
+    func applyToCurrentThread() -> String? {
+        let status: Int32
+        switch self {
+        case .normal:
+            return nil
+        case .low:
+            status = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        case .idle:
+            var parameters = sched_param(sched_priority: 0)
+            status = sched_setscheduler(0, 5 /* SCHED_IDLE, not exported by the Glibc module */, &parameters)
+        }
+        return status == 0 ? nil : String(validatingCString: strerror(errno)) ?? "error \(errno)"
     }
 }
 

@@ -58,7 +58,7 @@ struct Config: ParsableCommand {
             }
             if layers.scalar("endpoint") == nil { print("endpoint: \(configuration.endpoint)    (default)") }
             let d = configuration.delivery
-            print("delivery: \(d.maxInFlight) in flight, batches of \(d.maxBatchEvents), request timeout \(Durations.format(millis: d.requestTimeoutMillis)), lease \(Durations.format(millis: d.leaseMillis)), \(d.retry.maxAttempts) attempts within \(Durations.format(millis: d.retry.maxAgeMillis)), shutdown budget \(Durations.format(millis: d.shutdownBudgetMillis)), retention \(Durations.format(millis: d.retentionMillis))")
+            print("delivery: \(d.maxInFlight) in flight, batches of \(d.maxBatchEvents), request timeout \(Durations.format(millis: d.requestTimeoutMillis)), lease \(Durations.format(millis: d.leaseMillis)), \(d.retry.maxAttempts) attempts within \(Durations.format(millis: d.retry.maxAgeMillis)), shutdown budget \(Durations.format(millis: d.shutdownBudgetMillis)), retention \(Durations.format(millis: d.retentionMillis)), worker priority \(d.workerPriority.rawValue)")
 
             if let problem = Self.databaseProblem(configuration.databasePath) {
                 printError("config check: would not start: \(problem)")

@@ -113,6 +113,8 @@ struct RunOptions: ParsableArguments {
     @Option(help: ArgumentHelp("While paused, retry with one event this often (default 30s).", valueName: "duration")) var probeInterval: String?
     @Option(help: ArgumentHelp("On SIGTERM, wait this long for requests in flight (default 35s).", valueName: "duration")) var shutdownBudget: String?
     @Option(help: ArgumentHelp("Delete delivered and skipped rows this long after they finish (default 7d).", valueName: "duration")) var retention: String?
+    @Option(help: ArgumentHelp("The delivery workers' CPU priority: low (default: nice 10, producers get the cores first), idle (SCHED_IDLE: only cores nothing else wants) or normal.", valueName: "idle|low|normal"))
+    var workerPriority: String?
     @Flag(help: "Keep each delivered event as sent (hashed, as TikTok got it) until retention, for `show EVENT_ID` (delivery.keep_sent).") var keepSent = false
 
 
@@ -142,6 +144,7 @@ struct RunOptions: ParsableArguments {
             ("delivery.backoff_max", backoffMax, "--backoff-max"), ("delivery.probe_interval", probeInterval, "--probe-interval"),
             ("delivery.shutdown_budget", shutdownBudget, "--shutdown-budget"), ("delivery.retention", retention, "--retention"),
             ("delivery.keep_sent", keepSent ? "true" : nil, "--keep-sent"),
+            ("delivery.worker_priority", workerPriority, "--worker-priority"),
         ]
         for (key, value, flag) in flags { layers.set(key, value, origin: flag) }
         try transformOptions.add(to: &layers)

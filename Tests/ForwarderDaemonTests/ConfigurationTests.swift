@@ -35,6 +35,7 @@ struct ConfigurationTests {
             delivery:
               max_in_flight: 2
               linger: 20ms
+              worker_priority: idle
             transform:
               events:
                 signup: CompleteRegistration
@@ -48,6 +49,7 @@ struct ConfigurationTests {
         #expect(config.databasePath == "/from/env.sqlite")
         #expect(config.defaultDestination.pixelCode == "FILEPIXEL")
         #expect(config.delivery.maxInFlight == 8 && config.delivery.lingerMillis == 20)
+        #expect(config.delivery.workerPriority == .idle && DeliverySettings().workerPriority == .low)
         #expect(config.transform.eventNames == ["signup": "CompleteRegistration", "quote": "SubmitForm"])
         #expect(config.endpoint == "https://business-api.tiktok.com")
         #expect(config.logLevel == "info")
@@ -107,6 +109,7 @@ struct ConfigurationTests {
         ("delivery:\n  max_in_fligth: 3\n", "unknown key 'delivery.max_in_fligth'"),
         ("delivery:\n  max_in_flight: lots\n", "(delivery.max_in_flight): 'lots' is not a whole number"),
         ("delivery:\n  linger: soon\n", "'soon' is not a duration"),
+        ("delivery:\n  worker_priority: realtime\n", "(delivery.worker_priority): 'realtime' is not a worker priority: idle, low or normal"),
         ("delivery:\n  request_timeout: 10s\n  lease: 20s\n", "must be at least 3 request timeouts"),
         ("transform:\n  preset: modern\n", "'modern' is not a preset"),
         ("transform:\n  map:\n    user.mail: a.b\n", "'user.mail' is not a TikTok field"),

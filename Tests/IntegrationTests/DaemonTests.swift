@@ -142,6 +142,45 @@ struct DaemonTests {
         #expect(daemon.stderr.contains("NOTICE started") && daemon.stderr.contains("NOTICE stopped"))
     }
 
+    @Test("delivery workers run at delivery.worker_priority (low by default); the SQLite writer and the supervisor keep the process's; all delivered",
+          arguments: [nil, "idle", "low", "normal"])
+    func workerPriority(_ priority: String?) throws {
+        let rig = try Rig()
+        try rig.enqueue(Rig.events(2_000))
+        let daemon = try rig.daemon(priority.map { ["--worker-priority", $0] } ?? [])
+        #expect(waitUntil(timeout: 20) { daemon.stderr.contains("NOTICE started") })
+        // name → (policy, nice), from /proc/PID/task/TID/stat (fields 41 and 19, after the "(comm)").
+        var threads: [String: (policy: Int, nice: Int)] = [:]
+        _ = waitUntil(timeout: 10) {
+            threads = [:]
+            for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/task")) ?? [] {
+                guard let stat = try? String(contentsOfFile: "/proc/\(daemon.pid)/task/\(task)/stat", encoding: .utf8),
+                      let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }
+                let name = String(stat[stat.index(after: open)..<close])
+                let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")  // field 3 onwards
+                threads[name] = (Int(fields[38]) ?? -1, Int(fields[16]) ?? -99)
+            }
+            return threads.keys.filter { $0.hasPrefix("delivery-") }.count == 4
+        }
+        let expected: (policy: Int, nice: Int) = switch priority ?? "low" {
+        case "idle": (5, 0)  // SCHED_IDLE
+        case "low": (0, 10)
+        default: (0, 0)
+        }
+        for index in 0..<4 {
+            #expect(threads["delivery-\(index)"]?.policy == expected.policy && threads["delivery-\(index)"]?.nice == expected.nice,
+                    "delivery-\(index): \(String(describing: threads["delivery-\(index)"]))")
+        }
+        #expect(threads["sqlite-writer"]?.policy == 0 && threads["sqlite-writer"]?.nice == 0, "\(threads)")
+        #expect(threads.filter { !$0.key.hasPrefix("delivery-") && $0.key != "sqlite-writer" }.allSatisfy { $0.value.policy == 0 && $0.value.nice == 0 },
+                "\(threads)")
+        #expect(try rig.waitDrained(timeout: 60))
+        #expect(try rig.stats().count(.delivered) == 2_000)
+        #expect(daemon.stderr.contains("worker_priority=\(priority ?? "low")") && !daemon.stderr.contains("could not lower"))
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+    }
+
     @Test("under 500s, rate limits, resets and timeouts every event is delivered and nothing is dead")
     func faults() throws {
         let rig = try Rig(sandbox: ["--fail-rate", "0.2", "--rate-limit-rate", "0.1", "--reset-rate", "0.05", "--timeout-rate", "0.05", "--seed", "7"])

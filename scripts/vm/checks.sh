@@ -24,6 +24,11 @@ recorded() { local n; n=$(grep -c "\"$1-" /root/record.ndjson 2>/dev/null); echo
 # Conditions re-evaluated on every try of wait_for (an argument like "$(count x)" would not be).
 recorded_at_least() { local total=0 prefix; for prefix in "${@:2}"; do total=$(( total + $(recorded "$prefix") )); done; [ "$total" -ge "$1" ]; }
 count_is() { [ "$(count "$1")" "$2" "$3" ]; }
+# The daemon's threads as "name policy nice" (/proc stat fields 41 and 19; policy 0 normal, 5 SCHED_IDLE).
+thread_policies() { local t; for t in /proc/"$(prop tiktok-forwarder MainPID)"/task/*; do echo "$(cat "$t/comm") $(cut -d' ' -f41 "$t/stat") $(cut -d' ' -f19 "$t/stat")"; done; }
+workers_low_writer_normal() {
+  thread_policies | awk '/^delivery-/ { d++; if ($2 != 0 || $3 != 10) bad++ } /^sqlite-writer/ { w++; if ($2 != 0 || $3 != 0) bad++ } END { exit !(d > 0 && w == 1 && !bad) }'
+}
 
 echo "INFO systemd $(systemctl --version | head -n 1 | awk '{print $2}')"
 echo "INFO kernel $(uname -r)"
@@ -62,6 +67,8 @@ check "systemctl enable --now returns with the service active (READY=1 received)
 check "the credential resolved (started, not paused, no token on the command line or in the environment)" \
   bash -c "journalctl -u tiktok-forwarder -o cat | grep -q 'NOTICE started' && ! tr '\0' ' ' < /proc/\$(systemctl show -p MainPID --value tiktok-forwarder)/cmdline | grep -q '$TOKEN' && ! grep -qa '$TOKEN' /proc/\$(systemctl show -p MainPID --value tiktok-forwarder)/environ"
 check "the database is 0660 in the group" bash -c "[ \"\$(stat -c %a:%G $DB)\" = 660:tiktok-forwarder ]"
+check "delivery workers at nice 10 (worker_priority: low), the SQLite writer at the service's (the unit's syscall filter allows it)" \
+  bash -c "$(declare -f prop thread_policies workers_low_writer_normal); workers_low_writer_normal || { thread_policies; false; }"
 check "core dumps are off for the daemon" bash -c 'grep -E "^Max core file size +0 +0" /proc/$(systemctl show -p MainPID --value tiktok-forwarder)/limits'
 
 # --- a producer in the group --------------------------------------------------------------
