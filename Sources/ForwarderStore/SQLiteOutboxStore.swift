@@ -22,6 +22,12 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     /// settle finds its batch without a query per row.
     private var batchOf: [Int64: Int64] = [:]
 
+    /// A batch a claim recorded: its id and its rows' ids, ascending.
+    private struct ClaimedRange {
+        var batch: Int64
+        var ids: [Int64]
+    }
+
     /// Opens the database at `path` and migrates it to the latest schema.
     /// - Parameter fullSync: fsync every commit; for producers (see ``SQLiteConnection``).
     public init(path: String, busyTimeoutMillis: Int32 = 5_000, migrate: Bool = true, fullSync: Bool = false) throws {
@@ -216,7 +222,10 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
             }
             guard anything else { return [] }
             db.resetStatements()
-            let claimed: ([ClaimedRow], [(low: Int64, high: Int64, ids: Set<Int64>)]) = try db.writeTransaction {
+            // Only SQL runs under the write lock: which rows went into which batch is recorded
+            // in batchOf after the commit (a dictionary write per row, measured at a third of
+            // the writer thread's time when it ran inside), so a rolled-back claim records nothing.
+            let claimed: (rows: [ClaimedRow], ranges: [ClaimedRange], unbatched: [Int64]) = try db.writeTransaction {
                 // Suspects — rows whose last claim ended without a result (the daemon crashed,
                 // was killed or hung while holding them) — go before any other row, in groups
                 // that halve with every such claim (limit >> unsettled_claims): a row that
@@ -246,8 +255,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         try Self.bindRoute(ids, route)
                         var picked: [Int64] = []
                         while try ids.step() { picked.append(ids.int64(0)) }
-                        for id in picked { batchOf[id] = nil }
-                        return (try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: picked.count == 1), [])
+                        return (try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: picked.count == 1), [], picked)
                     }
                 }
                 // Rows with a state of their own that are due (retries, redriven or released
@@ -262,7 +270,6 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 try Self.bindRoute(dueIDs, route)
                 var picked: [Int64] = []
                 while try dueIDs.step() { picked.append(dueIDs.int64(0)) }
-                for id in picked { batchOf[id] = nil }
                 let rows = try Self.claimStated(db, picked, owner: owner, leaseUntil: leaseUntil, counted: true)
 
                 // Fresh rows, oldest first across the route's streams; one batch per stream.
@@ -270,7 +277,7 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 // are read after the commit, so the write lock producers wait for is held for
                 // the bookkeeping alone.
                 let room = limit - rows.count
-                var ranges: [(low: Int64, high: Int64, ids: Set<Int64>)] = []
+                var ranges: [ClaimedRange] = []
                 if room > 0 {
                     var candidates: [(stream: String?, id: Int64)] = []
                     let fresh = try db.statement(Self.freshIDs)
@@ -294,23 +301,30 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                         guard try insert.step() else { continue }
                         let batch = insert.int64(0)
                         insert.reset()
-                        for id in ids { batchOf[id] = batch }
                         try Self.advance(db, stream, to: high)
-                        ranges.append((low, high, Set(ids)))
+                        ranges.append(ClaimedRange(batch: batch, ids: ids))
                     }
                 }
-                return (rows, ranges)
+                return (rows, ranges, picked)
+            }
+            for id in claimed.unbatched { batchOf[id] = nil }
+            for range in claimed.ranges {
+                for id in range.ids { batchOf[id] = range.batch }
             }
             // The claimed rows are this owner's now, and a producer's row is never updated:
             // reading them outside the transaction reads what the claim claimed.
-            var (rows, ranges) = claimed
-            let read = try db.statement("SELECT id, event_id, payload, created_at FROM outbox WHERE id BETWEEN ?1 AND ?2")
-            for range in ranges {
+            var rows = claimed.rows
+            let read = try db.statement("SELECT id, event_id, payload, created_at FROM outbox WHERE id BETWEEN ?1 AND ?2 ORDER BY id")
+            for range in claimed.ranges {
                 read.reset()
-                try read.bind(1, range.low).bind(2, range.high)
+                try read.bind(1, range.ids[0]).bind(2, range.ids[range.ids.count - 1])
+                // Both in ascending id order: the range's rows of other streams are stepped over.
+                var next = 0
                 while try read.step() {
                     let rowID = read.int64(0)
-                    guard range.ids.contains(rowID) else { continue }
+                    while next < range.ids.count, range.ids[next] < rowID { next += 1 }
+                    guard next < range.ids.count, range.ids[next] == rowID else { continue }
+                    next += 1
                     let id = read.bytes(1)
                     let valid = String(validating: id, as: UTF8.self)
                     rows.append(ClaimedRow(id: rowID, eventID: valid ?? String(decoding: id, as: UTF8.self), payload: read.bytes(2),
@@ -351,27 +365,33 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     public func settle(_ settlements: [Settlement], owner: String, now: UnixMillis) throws -> Int {
         guard !settlements.isEmpty else { return 0 }
         return try locked { db in
-            try db.writeTransaction {
+            // Sorted out before the write lock is taken, and batchOf updated after the commit:
+            // only SQL runs under the lock producers wait for.
+            let (groups, stated) = batchGroups(settlements, id: \.id)
+            let sent = Self.sentEvents(settlements)
+            let deliveredIDs = stated.compactMap { if case .delivered(let id, _) = $0 { return id } else { return nil } }
+            let firstDelivered = stated.lazy.compactMap { if case .delivered(_, let record) = $0 { return record } else { return nil } }.first
+            let (changed, done) = try db.writeTransaction { () -> (Int, [Int]) in
                 var changed = 0
-                try Self.keepSent(db, settlements, owner: owner)
-                var byBatch: [Int64: [Settlement]] = [:]
-                var stated: [Settlement] = []
-                for settlement in settlements {
-                    if let batch = batchOf[settlement.id] { byBatch[batch, default: []].append(settlement) } else { stated.append(settlement) }
-                }
+                var done: [Int] = []  // the groups whose rows leave batchOf
+                if let sent { try Self.keepSent(db, sent) }
                 var delivered = 0, skipped = 0
-                for (batch, group) in byBatch.sorted(by: { $0.key < $1.key }) {
-                    guard let (rows, settled) = try openBatch(db, batch, group.map(\.id), owner: owner) else { continue }
-                    let finishing = settled + group.count >= rows
+                for (index, group) in groups.enumerated() {
+                    guard let (rows, settled) = try Self.openBatch(db, group.batch, owner: owner, done: &done, index: index) else { continue }
+                    let finishing = settled + group.items.count >= rows
                     // Delivered with the batch's last settle: implicit (the batch's state). Any
                     // other outcome, or a delivery before the batch is done: a row_state row.
                     var implicit = 0
-                    for settlement in group {
-                        if case .delivered = settlement, finishing { implicit += 1; continue }
+                    for settlement in group.items {
+                        switch settlement {
+                        case .delivered:
+                            delivered += 1
+                            if finishing { implicit += 1; continue }
+                        case .skipped: skipped += 1
+                        case .retry, .dead: break
+                        }
                         try Self.insertState(db, settlement, attempts: 1, now: now)
-                        if case .skipped = settlement { skipped += 1 }
                     }
-                    delivered += group.filter { if case .delivered = $0 { return true } else { return false } }.count
                     let update = try db.statement("""
                         UPDATE batches
                         SET settled = settled + ?2, delivered = delivered + ?3,
@@ -380,12 +400,11 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                             lease_expires_at = CASE WHEN ?4 THEN NULL ELSE lease_expires_at END
                         WHERE id = ?1
                         """)
-                    try update.bind(1, batch).bind(2, group.count).bind(3, implicit).bind(4, finishing ? 1 : 0).bind(5, now)
+                    try update.bind(1, group.batch).bind(2, group.items.count).bind(3, implicit).bind(4, finishing ? 1 : 0).bind(5, now)
                     try update.run()
-                    changed += group.count
+                    changed += group.items.count
                 }
-                let deliveredIDs = stated.compactMap { if case .delivered(let id, _) = $0 { return id } else { return nil } }
-                if !deliveredIDs.isEmpty, case .delivered(_, let record)? = stated.first(where: { if case .delivered = $0 { return true } else { return false } }) {
+                if !deliveredIDs.isEmpty, let record = firstDelivered {
                     let deliver = try db.statement("""
                         UPDATE row_state
                         SET state = 'delivered', finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL, unsettled_claims = 0,
@@ -440,28 +459,48 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                 }
                 try Self.addFinished(db, state: "delivered", rows: delivered)
                 try Self.addFinished(db, state: "skipped", rows: skipped)
-                return changed
+                return (changed, done)
             }
+            forget(groups, done, id: \.id)
+            return changed
+        }
+    }
+
+    /// `items` by the batch that holds each (in batch order), and those in no batch.
+    private func batchGroups<T>(_ items: [T], id: (T) -> Int64) -> (groups: [(batch: Int64, items: [T])], stated: [T]) {
+        var byBatch: [Int64: [T]] = [:]
+        var stated: [T] = []
+        for item in items {
+            if let batch = batchOf[id(item)] { byBatch[batch, default: []].append(item) } else { stated.append(item) }
+        }
+        return (byBatch.sorted { $0.key < $1.key }.map { (batch: $0.key, items: $0.value) }, stated)
+    }
+
+    /// After a commit: the rows of the groups at `done` leave ``batchOf``.
+    private func forget<T>(_ groups: [(batch: Int64, items: [T])], _ done: [Int], id: (T) -> Int64) {
+        for index in done {
+            for item in groups[index].items { batchOf[id(item)] = nil }
         }
     }
 
     /// The size and settled count of `batch` when `owner` holds it open; then (or when it is
-    /// closed: reclaimed, another claimer's now) `ids` leave ``batchOf``. `nil`: not `owner`'s.
-    private func openBatch(_ db: SQLiteConnection, _ batch: Int64, _ ids: [Int64], owner: String) throws -> (Int, Int)? {
+    /// closed: reclaimed, another claimer's now) `index` joins `done`, so that its rows leave
+    /// ``batchOf`` once the transaction commits. `nil`: not open, or not `owner`'s.
+    private static func openBatch(_ db: SQLiteConnection, _ batch: Int64, owner: String, done: inout [Int], index: Int) throws -> (Int, Int)? {
         let open = try db.statement("SELECT rows, settled, lease_owner, finished_at IS NULL FROM batches WHERE id = ?1")
         try open.bind(1, batch)
         guard try open.step() else {
-            for id in ids { batchOf[id] = nil }
+            done.append(index)
             return nil
         }
         let (rows, settled, holder, isOpen) = (open.int(0), open.int(1), open.optionalString(2), open.int(3) == 1)
         open.reset()
         guard isOpen else {
-            for id in ids { batchOf[id] = nil }
+            done.append(index)
             return nil
         }
         guard holder == owner else { return nil }  // fenced: not this owner's claim
-        for id in ids { batchOf[id] = nil }
+        done.append(index)
         return (rows, settled)
     }
 
@@ -490,18 +529,22 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
         try insert.run()
     }
 
-    /// `delivery.keep_sent`: the events as sent, for the rows just delivered by `owner`.
-    private static func keepSent(_ db: SQLiteConnection, _ settlements: [Settlement], owner: String) throws {
+    /// `delivery.keep_sent`: the events as sent of the rows delivered, as `[[id, event], …]`
+    /// for ``keepSent(_:_:)``; `nil` when none was kept.
+    private static func sentEvents(_ settlements: [Settlement]) -> String? {
         var pairs: [JSON] = []
         for case .delivered(let id, let record) in settlements {
             if let sent = record.sentEvent { pairs.append(.array([.number(String(id)), .string(sent)])) }
         }
-        guard !pairs.isEmpty else { return }
+        return pairs.isEmpty ? nil : JSONWriter.encode(.array(pairs))
+    }
+
+    private static func keepSent(_ db: SQLiteConnection, _ pairs: String) throws {
         let keep = try db.statement("""
             INSERT OR REPLACE INTO sent_events (id, event)
             SELECT value ->> 0, value ->> 1 FROM json_each(?1)
             """)
-        try keep.bind(1, JSONWriter.encode(.array(pairs)))
+        try keep.bind(1, pairs)
         try keep.run()
     }
 
@@ -553,13 +596,12 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     public func release(ids: [Int64], owner: String, now: UnixMillis) throws -> Int {
         guard !ids.isEmpty else { return 0 }
         return try locked { db in
-            try db.writeTransaction {
+            let (groups, stated) = batchGroups(ids, id: { $0 })
+            let (changed, done) = try db.writeTransaction { () -> (Int, [Int]) in
                 var changed = 0
-                var byBatch: [Int64: [Int64]] = [:]
-                var stated: [Int64] = []
-                for id in ids { if let batch = batchOf[id] { byBatch[batch, default: []].append(id) } else { stated.append(id) } }
-                for (batch, rows) in byBatch.sorted(by: { $0.key < $1.key }) {
-                    guard let (size, settled) = try openBatch(db, batch, rows, owner: owner) else { continue }
+                var done: [Int] = []
+                for (index, (batch, rows)) in groups.enumerated() {
+                    guard let (size, settled) = try Self.openBatch(db, batch, owner: owner, done: &done, index: index) else { continue }
                     let finishing = settled + rows.count >= size
                     // Back to pending with the attempt refunded: a retry due now, of their own.
                     for id in rows { try Self.insertState(db, .retry(id: id, at: now, AttemptRecord()), attempts: 0, now: now) }
@@ -585,8 +627,10 @@ public final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
                     try release.run()
                     changed += db.changes
                 }
-                return changed
+                return (changed, done)
             }
+            forget(groups, done, id: { $0 })
+            return changed
         }
     }
 

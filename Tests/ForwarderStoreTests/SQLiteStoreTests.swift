@@ -106,6 +106,33 @@ struct SQLiteStoreTests {
         #expect(stats.count(.delivered) == 40_000)
         #expect(stats.counts.values.reduce(0, +) == 40_000)
     }
+
+    @Test("a settle whose transaction fails leaves the batch as it was: the same settle then delivers every row, once")
+    func failedSettleRetried() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/outbox.sqlite"
+        let store = try SQLiteOutboxStore(path: path)
+        _ = try store.enqueue((0..<6).map { NewEvent(eventID: "e\($0)", payload: "{}") }, now: 1_000)
+        let rows = try store.claim(limit: 10, owner: "a", leaseUntil: 100_000, now: 2_000)
+        #expect(rows.count == 6)
+        // A fault inside the settle's transaction, after its batch was looked up.
+        let other = try SQLiteConnection(path: path)
+        try other.execute("""
+            CREATE TABLE fault (on_ INTEGER NOT NULL);
+            INSERT INTO fault VALUES (1);
+            CREATE TRIGGER fault_on_settle BEFORE UPDATE ON batches WHEN (SELECT on_ FROM fault) = 1
+            BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
+            """)
+        let delivered = rows.map { Settlement.delivered(id: $0.id, AttemptRecord(httpStatus: 200, tiktokCode: 0)) }
+        #expect(throws: SQLiteError.self) { try store.settle(delivered, owner: "a", now: 3_000) }
+        try other.execute("UPDATE fault SET on_ = 0")
+        #expect(try store.settle(delivered, owner: "a", now: 4_000) == 6)
+        let stats = try store.stats(now: 5_000)
+        #expect(stats.count(.delivered) == 6)
+        #expect(stats.count(.inflight) == 0 && stats.count(.pending) == 0)
+        // Settled once: a repeat changes nothing.
+        #expect(try store.settle(delivered, owner: "a", now: 6_000) == 0)
+    }
 }
 
 @Suite("SQLite outbox: values an operator may write")
