@@ -26,6 +26,33 @@ def release_binary():
     return os.path.join(out, "tiktok-forwarder")
 
 
+def free_port():
+    """A loopback TCP port free right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_lock_seconds(port):
+    """The daemon's tiktok_forwarder_store_write_lock_seconds_total, or None."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("tiktok_forwarder_store_write_lock_seconds_total "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def steal_ticks():
+    """All cores' steal time so far (/proc/stat: time the hypervisor ran something else
+    while this VM had work), in clock ticks."""
+    return int(open("/proc/stat").readline().split()[8])
+
+
 def build_kind():
     """How release_binary() was built, for the tables."""
     return "toolchain-linked release build" if DYNAMIC else \
