@@ -101,7 +101,7 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Events per request, 1…1000 (default 1000).", valueName: "n")) var maxBatchEvents: String?
     @Option(help: ArgumentHelp("Request body cap in bytes (default 4194304).", valueName: "bytes")) var maxBatchBytes: String?
-    @Option(help: ArgumentHelp("Requests in flight at most (default 4).", valueName: "n")) var maxInFlight: String?
+    @Option(help: ArgumentHelp("Requests in flight at most (default 4). Each is a worker thread that keeps a core busy while a backlog drains against a fast endpoint: fewer than the cores leaves one to the producers.", valueName: "n")) var maxInFlight: String?
     @Option(help: ArgumentHelp("How soon new rows are picked up when idle (default 50ms).", valueName: "duration")) var linger: String?
     @Option(help: ArgumentHelp("Claim lease, ≥ 3 request timeouts (default 2m).", valueName: "duration")) var lease: String?
     @Option(help: ArgumentHelp("Whole-request timeout (default 30s).", valueName: "duration")) var requestTimeout: String?
