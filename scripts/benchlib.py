@@ -118,6 +118,80 @@ class Sandbox:
         self.proc.wait(timeout=10)
 
 
+class Producer:
+    """One libsqlite3 connection (through ctypes) inserting one row per autocommit transaction
+    with `synchronous = FULL`, its busy handler counted: SQLite's stock one (`poll=False`:
+    sleeps of 1, 2, 5, 10 … 100 ms, what `sqlite3_busy_timeout` and Python's `timeout=` use),
+    or one that retries every 0.25 ms (`poll=True`, as the daemon's own connection does)."""
+
+    STOCK_DELAYS_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100]
+    _lib = None
+
+    @classmethod
+    def lib(cls):
+        if cls._lib is None:
+            import ctypes, ctypes.util
+            lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+            lib.sqlite3_open_v2.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_char_p]
+            lib.sqlite3_exec.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            lib.sqlite3_prepare_v2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+            lib.sqlite3_bind_text.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+            lib.sqlite3_step.argtypes = lib.sqlite3_reset.argtypes = lib.sqlite3_finalize.argtypes = [ctypes.c_void_p]
+            lib.sqlite3_close_v2.argtypes = [ctypes.c_void_p]
+            cls.BUSY_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+            lib.sqlite3_busy_handler.argtypes = [ctypes.c_void_p, cls.BUSY_HANDLER, ctypes.c_void_p]
+            cls._lib = lib
+        return cls._lib
+
+    def __init__(self, path, payload, poll=False):
+        import ctypes, time
+        lib = self.lib()
+        self.db = ctypes.c_void_p()
+        assert lib.sqlite3_open_v2(path.encode(), ctypes.byref(self.db), 2, None) == 0  # SQLITE_OPEN_READWRITE
+        self.calls, self.slept = 0, 0.0
+
+        def busy(_, count):
+            if poll:
+                delay, give_up = 0.00025, count >= 40_000  # 10 s
+            else:
+                delay, give_up = self.STOCK_DELAYS_MS[min(count, len(self.STOCK_DELAYS_MS) - 1)] / 1000, count >= 300
+            if give_up:
+                return 0
+            start = time.perf_counter()
+            time.sleep(delay)
+            self.calls += 1
+            self.slept += time.perf_counter() - start
+            return 1
+
+        self.handler = self.BUSY_HANDLER(busy)  # kept alive: SQLite holds the pointer
+        lib.sqlite3_busy_handler(self.db, self.handler, None)
+        assert lib.sqlite3_exec(self.db, b"PRAGMA synchronous = FULL", None, None, None) == 0
+        self.stmt = ctypes.c_void_p()
+        assert lib.sqlite3_prepare_v2(self.db, b"INSERT INTO outbox (event_id, payload) VALUES (?1, ?2)", -1, ctypes.byref(self.stmt), None) == 0
+        self.payload = payload.encode()
+
+    def insert(self, event_id):
+        """(milliseconds in all, busy-handler calls, milliseconds slept in it)"""
+        import ctypes, time
+        lib = self.lib()
+        self.calls, self.slept = 0, 0.0
+        start = time.perf_counter()
+        transient = ctypes.c_void_p(-1)  # SQLITE_TRANSIENT: SQLite copies the bytes
+        lib.sqlite3_bind_text(self.stmt, 1, event_id.encode(), -1, transient)
+        lib.sqlite3_bind_text(self.stmt, 2, self.payload, -1, transient)
+        rc = lib.sqlite3_step(self.stmt)
+        lib.sqlite3_reset(self.stmt)
+        elapsed = time.perf_counter() - start
+        if rc != 101:  # SQLITE_DONE
+            raise RuntimeError(f"INSERT failed: SQLite code {rc}")
+        return elapsed * 1000, self.calls, self.slept * 1000
+
+    def close(self):
+        lib = self.lib()
+        lib.sqlite3_finalize(self.stmt)
+        lib.sqlite3_close_v2(self.db)
+
+
 class Postgres:
     """A throw-away PostgreSQL server (scripts/pg-cluster) as a context manager; `.uri(db)`
     names a database on it, `.create(db)` makes one."""
