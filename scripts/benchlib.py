@@ -1,5 +1,5 @@
 """Shared helpers for the benchmark scripts: the machine, timing, BENCHMARKS.md sections."""
-import json, os, platform, re, subprocess, time
+import ctypes, ctypes.util, json, os, platform, re, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,7 +130,6 @@ class Producer:
     @classmethod
     def lib(cls):
         if cls._lib is None:
-            import ctypes, ctypes.util
             lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
             lib.sqlite3_open_v2.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_char_p]
             lib.sqlite3_exec.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -144,7 +143,6 @@ class Producer:
         return cls._lib
 
     def __init__(self, path, payload, poll=False):
-        import ctypes, time
         lib = self.lib()
         self.db = ctypes.c_void_p()
         assert lib.sqlite3_open_v2(path.encode(), ctypes.byref(self.db), 2, None) == 0  # SQLITE_OPEN_READWRITE
@@ -172,7 +170,6 @@ class Producer:
 
     def insert(self, event_id):
         """(milliseconds in all, busy-handler calls, milliseconds slept in it)"""
-        import ctypes, time
         lib = self.lib()
         self.calls, self.slept = 0, 0.0
         start = time.perf_counter()
